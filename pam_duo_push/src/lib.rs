@@ -1,0 +1,1 @@
+//! pam_duo_push
