@@ -1,6 +1,14 @@
 //! Every entry of the official Duo signing vectors (`shared/duo/vectors.json`, copied to
 //! `tests/data/vectors.json`), both `vectors` and `derived_vectors`, must pass.
 
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers: a malformed vector file must fail the test loudly"
+)]
+
 use duo_push_common::secret::Secret;
 use duo_push_common::signing::{
     authorization, canon_params, canonicalize, hmac_hex, sha512_hex, x_duo_headers_hash, Canon,
