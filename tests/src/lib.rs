@@ -1,1 +1,3 @@
 //! Test support.
+pub mod mock;
+pub mod lab;
