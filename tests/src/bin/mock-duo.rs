@@ -31,6 +31,11 @@ OPTIONS:
   --push-expiry-secs N      unanswered pushes (timeout, manual users) are denied with status
                             timeout after N s (default 60)
   --long-poll-secs N        auth_status / status.bson hold a pending push up to N s (default 20)
+  --manual-all              every push waits for a live decision (control API or the phone
+                            page), whatever the username prefix; scripted outcomes still come
+                            first, and preauth and transport behaviours still follow the prefix
+  --phone-listen ADDR:PORT  also serve the phone page over plain HTTP on this loopback address
+                            (port 0 picks one, written to DIR/phone-port)
   --quiet                   do not log one line per request to stderr
   -h, --help                this text
 
@@ -70,6 +75,13 @@ CONTROL API (unsigned JSON, same port):
                                               connection id of every Duo API request
   GET  /mock/stats                            {requests, tls_handshakes, signature_failures}
   POST /mock/reset                            clear logs, scripts and counters
+  A request whose Origin header is not its own origin is refused (403).
+
+PHONE SIMULATOR:
+  GET  /phone       a page listing pending pushes live (user, type, pushinfo, age) with Approve
+                    and Deny buttons; strict CSP, no external resources. Also over plain HTTP
+                    with --phone-listen (that port serves only the page, GET /mock/pending and
+                    approve/deny, and only to a loopback Host header).
 
 Runs until SIGTERM or SIGINT.
 ";
@@ -99,6 +111,10 @@ fn parse_args(args: Vec<String>) -> Result<Option<MockConfig>, UsageError> {
             config.log_to_stderr = false;
             continue;
         }
+        if flag == "--manual-all" {
+            config.manual_all = true;
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| UsageError(format!("{flag} needs a value")))?;
@@ -121,6 +137,17 @@ fn parse_args(args: Vec<String>) -> Result<Option<MockConfig>, UsageError> {
                 config.push_expiry = Duration::from_secs(number(&flag, &value)?)
             }
             "--long-poll-secs" => config.long_poll = Duration::from_secs(number(&flag, &value)?),
+            "--phone-listen" => {
+                let addr: SocketAddr = value.parse().map_err(|_| {
+                    UsageError(format!("--phone-listen: {value:?} is not ADDRESS:PORT"))
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(UsageError(format!(
+                        "--phone-listen {addr}: the phone page is served on loopback addresses only"
+                    )));
+                }
+                config.phone_listen = Some(addr);
+            }
             other => return Err(UsageError(format!("unknown option {other:?} (see --help)"))),
         }
     }

@@ -5,7 +5,8 @@
 //! does, and answers ping, check, preauth, auth (sync and async) and auth_status, the duo_unix
 //! 2.x text-menu flow, and the legacy REST v1 BSON protocol of duo_unix 1.x. The username's
 //! prefix chooses the behaviour (see [`behavior`]); an unsigned control API under `/mock/`
-//! scripts outcomes, approves or denies pending pushes, and returns the push and request logs.
+//! scripts outcomes, approves or denies pending pushes, and returns the push and request logs;
+//! `/phone` is a phone simulator page for the demo (see [`phone`]).
 //!
 //! Start it in-process with [`MockServer::start`], or run the `mock-duo` binary.
 
@@ -14,6 +15,7 @@ pub mod cert;
 mod control;
 pub mod harness;
 mod legacy;
+pub mod phone;
 pub mod reply;
 pub mod server;
 pub mod state;

@@ -24,7 +24,7 @@ use crate::mock::cert::{CertError, Pki};
 use crate::mock::reply::{self, HttpResponse};
 use crate::mock::state::{MockState, RequestRecord, Timing};
 use crate::mock::verify::{RequestParts, SigVersion, Verifier};
-use crate::mock::{control, legacy, v2};
+use crate::mock::{control, legacy, phone, v2};
 
 /// Largest request body accepted (Duo's own limit is in this range; pushinfo is < 20 kB).
 const MAX_REQUEST_BODY: usize = 1024 * 1024;
@@ -56,6 +56,11 @@ pub struct MockConfig {
     pub long_poll: Duration,
     /// Print one line per request to stderr.
     pub log_to_stderr: bool,
+    /// Every unscripted push waits for a live decision (see [`MockState::set_manual_all`]).
+    pub manual_all: bool,
+    /// Also serve the phone page (and only what it needs) over plain HTTP on this loopback
+    /// address; its port is written to `phone-port` in the state dir.
+    pub phone_listen: Option<SocketAddr>,
 }
 
 impl MockConfig {
@@ -73,6 +78,8 @@ impl MockConfig {
             push_expiry: Duration::from_secs(60),
             long_poll: Duration::from_secs(20),
             log_to_stderr: true,
+            manual_all: false,
+            phone_listen: None,
         }
     }
 }
@@ -173,6 +180,9 @@ impl MockServer {
         if !config.listen.ip().is_loopback() {
             return Err(MockError::NotLoopback(config.listen));
         }
+        if let Some(phone) = config.phone_listen.filter(|a| !a.ip().is_loopback()) {
+            return Err(MockError::NotLoopback(phone));
+        }
         let pki = Pki::generate(&config.cert_sans).map_err(MockError::Cert)?;
         let tls = pki.server_config().map_err(MockError::Cert)?;
         let listener = TcpListener::bind(config.listen)
@@ -181,8 +191,20 @@ impl MockServer {
         let addr = listener
             .local_addr()
             .map_err(|e| MockError::Bind(config.listen, e))?;
+        let phone_listener = match config.phone_listen {
+            Some(phone) => Some(
+                TcpListener::bind(phone)
+                    .await
+                    .map_err(|e| MockError::Bind(phone, e))?,
+            ),
+            None => None,
+        };
         if let Some(dir) = &config.state_dir {
             std::fs::create_dir_all(dir).map_err(|e| MockError::StateDir(dir.clone(), e))?;
+            if let Some(listener) = &phone_listener {
+                let port = listener.local_addr().map_or(0, |a| a.port());
+                write_atomically(&dir.join("phone-port"), format!("{port}\n").as_bytes())?;
+            }
             write_atomically(&dir.join("ca.pem"), pki.ca_pem.as_bytes())?;
             // The socket is already listening: clients that see `port` can connect.
             write_atomically(&dir.join("port"), format!("{}\n", addr.port()).as_bytes())?;
@@ -192,6 +214,7 @@ impl MockServer {
             push_expiry: config.push_expiry,
             long_poll: config.long_poll,
         }));
+        state.set_manual_all(config.manual_all);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Arc::new(Ctx {
             state: Arc::clone(&state),
@@ -203,6 +226,14 @@ impl MockServer {
             shutdown: shutdown_rx.clone(),
             log_to_stderr: config.log_to_stderr,
         });
+        if let Some(listener) = phone_listener {
+            tokio::spawn(phone::serve_http(
+                listener,
+                Arc::clone(&state),
+                shutdown_rx.clone(),
+                config.log_to_stderr,
+            ));
+        }
         let task = tokio::spawn(accept_loop(
             listener,
             TlsAcceptor::from(tls),
@@ -254,7 +285,7 @@ impl Drop for MockServer {
 }
 
 /// Resolves once shutdown was requested (or the sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
@@ -332,6 +363,16 @@ async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpRespo
         }
     };
 
+    let is_phone = path == "/phone" || path.starts_with("/phone/");
+    if is_phone || path.starts_with("/mock/") || path == "/mock" {
+        // A web page of another origin must not drive the control API from a browser.
+        if let Some(refusal) = phone::cross_origin_refusal(&parts.headers, "https") {
+            return refusal;
+        }
+    }
+    if is_phone {
+        return phone::page(&method, &path);
+    }
     if path.starts_with("/mock/") || path == "/mock" {
         let resp = control::handle(&ctx.state, &method, &path, &body);
         if ctx.log_to_stderr {

@@ -2,9 +2,9 @@
 //! counters.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -157,6 +157,8 @@ pub struct PushRecord {
     pub status: &'static str,
     /// `v2` or `v1`.
     pub api: Api,
+    /// Milliseconds since the push was made (the phone page shows it).
+    pub age_ms: u64,
 }
 
 /// One entry of `GET /mock/requests`.
@@ -205,6 +207,7 @@ pub enum ResolveError {
 struct Tx {
     record: NewPush,
     is_push: bool,
+    started: Instant,
     state: watch::Sender<TxState>,
 }
 
@@ -225,6 +228,8 @@ pub struct MockState {
     signature_failures: AtomicU64,
     /// Connection ids; never reset, so ids stay unique across `/mock/reset`.
     next_connection: AtomicU64,
+    /// `--manual-all`: every unscripted push waits for a live decision.
+    manual_all: AtomicBool,
 }
 
 impl std::fmt::Debug for MockState {
@@ -246,7 +251,16 @@ impl MockState {
             tls_handshakes: AtomicU64::new(0),
             signature_failures: AtomicU64::new(0),
             next_connection: AtomicU64::new(0),
+            manual_all: AtomicBool::new(false),
         }
+    }
+
+    /// With `on`, every push that has no scripted outcome waits for a live decision (approve
+    /// or deny through the control API or the phone page) whatever the username's prefix, and
+    /// expires like `manual` pushes. Preauth and transport behaviours keep following the
+    /// prefix.
+    pub fn set_manual_all(&self, on: bool) {
+        self.manual_all.store(on, Ordering::Relaxed);
     }
 
     /// The delays in force.
@@ -272,13 +286,19 @@ impl MockState {
                 .scripts
                 .get_mut(&push.username)
                 .and_then(VecDeque::pop_front);
-            let outcome = scripted
-                .unwrap_or_else(|| push_outcome_for(&push.username, self.timing.approve_delay));
+            let outcome = scripted.unwrap_or_else(|| {
+                if self.manual_all.load(Ordering::Relaxed) {
+                    PushOutcome::Manual
+                } else {
+                    push_outcome_for(&push.username, self.timing.approve_delay)
+                }
+            });
             inner.txs.insert(
                 txid.clone(),
                 Tx {
                     record: push,
                     is_push: true,
+                    started: Instant::now(),
                     state: tx,
                 },
             );
@@ -326,6 +346,7 @@ impl MockState {
             Tx {
                 record,
                 is_push: false,
+                started: Instant::now(),
                 state: tx,
             },
         );
@@ -404,6 +425,7 @@ impl MockState {
                     result: state.result,
                     status: state.status,
                     api: tx.record.api,
+                    age_ms: u64::try_from(tx.started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 })
             })
             .collect()
