@@ -338,7 +338,11 @@ impl DuoClient {
                     return Err(DuoError::RateLimited);
                 };
                 // Sleeping past the deadline would only end in a timeout: give up now.
-                if Instant::now() + pause + MIN_ATTEMPT_TIME >= deadline {
+                // checked_add: a hostile Retry-After must not overflow the clock arithmetic.
+                let resume = Instant::now()
+                    .checked_add(pause)
+                    .and_then(|t| t.checked_add(MIN_ATTEMPT_TIME));
+                if resume.is_none_or(|t| t >= deadline) {
                     return Err(DuoError::RateLimited);
                 }
                 tokio::time::sleep(pause).await;
@@ -553,7 +557,8 @@ fn rate_limit_pause(count: u32, retry_after: Option<Duration>) -> Option<Duratio
         return None;
     }
     if let Some(pause) = retry_after {
-        return Some(pause);
+        // Longer than the whole backoff budget: not worth waiting for.
+        return (pause <= MAX_BACKOFF).then_some(pause);
     }
     let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..1000));
     Some(base + jitter)
@@ -778,7 +783,10 @@ fn preauth_from(mut reply: Map<String, Value>) -> Result<Preauth, DuoError> {
     let devices = match reply.remove("devices") {
         None | Some(Value::Null) => Vec::new(),
         Some(list) => serde_json::from_value::<Vec<Device>>(list)
-            .map_err(|e| DuoError::Malformed(format!("response.devices: {e}")))?,
+            .map_err(|e| {
+                let text: String = e.to_string().chars().take(MAX_MESSAGE_CHARS).collect();
+                DuoError::Malformed(format!("response.devices: {text}"))
+            })?,
     };
     Ok(Preauth {
         result,
@@ -881,6 +889,19 @@ mod tests {
             rate_limit_pause(1, Some(Duration::from_secs(3))),
             Some(Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_backoff_budget_gives_up_instead_of_overflowing() {
+        // Found by the duo_replies fuzz target: Retry-After: 9999999999999999999 used to
+        // overflow `Instant + Duration` and panic.
+        let huge = Duration::from_secs(9_999_999_999_999_999_999);
+        assert_eq!(rate_limit_pause(1, Some(huge)), None);
+        assert_eq!(rate_limit_pause(1, Some(MAX_BACKOFF)), Some(MAX_BACKOFF));
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("9999999999999999999"));
+        let now = time::macros::datetime!(2024-01-01 00:00:00 UTC);
+        assert_eq!(rate_limit_pause(1, retry_after(&headers, now)), None);
     }
 
     #[test]
