@@ -163,7 +163,11 @@ pub enum DuoError {
     /// 429 after the retry budget was spent.
     RateLimited,
     /// Any other non-2xx HTTP status, with Duo's code and message when the body had them.
-    Http { status: u16, code: String, message: String },
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// The reply was not the JSON Duo sends (or `stat` was not OK without a status).
     Malformed(String),
     /// The reply body exceeded the size limit.
@@ -217,8 +221,13 @@ pub trait DuoApi {
         subject: &Subject,
         passcode: &Secret,
     ) -> impl Future<Output = Result<AuthStatus, DuoError>>;
-    /// `GET /auth/v2/auth_status`: one long-poll; returns when something changes.
-    fn auth_status(&self, txid: &Txid) -> impl Future<Output = Result<AuthStatus, DuoError>>;
+    /// `GET /auth/v2/auth_status`: one long-poll; returns when something changes, or
+    /// [`DuoError::Timeout`] once `deadline` (the end of `push_timeout`) has passed.
+    fn auth_status(
+        &self,
+        txid: &Txid,
+        deadline: tokio::time::Instant,
+    ) -> impl Future<Output = Result<AuthStatus, DuoError>>;
 }
 
 /// Bounds on how long any one push may take, from the config.

@@ -85,6 +85,58 @@ pub struct Who {
     pub target: Option<String>,
 }
 
+/// What a target connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionKind {
+    /// An interactive session through the OpenSSH client (menu, `ssh -t proxy TARGET`).
+    Session,
+    /// A remote command through the OpenSSH client (`ssh proxy TARGET COMMAND`).
+    Command,
+    /// A raw byte relay (`connect HOST:PORT`).
+    Connect,
+}
+
+impl ConnectionKind {
+    /// Stable name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Command => "command",
+            Self::Connect => "connect",
+        }
+    }
+}
+
+/// How a target connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndStatus {
+    /// The OpenSSH client exited with this status (255: ssh's own error).
+    Exited {
+        /// The exit status.
+        code: i32,
+    },
+    /// The OpenSSH client was killed by this signal.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The `connect` relay ended.
+    Relayed {
+        /// Bytes from the target to the user.
+        bytes_in: u64,
+        /// Bytes from the user to the target.
+        bytes_out: u64,
+        /// What ended a direction other than end-of-file, if anything did.
+        error: Option<String>,
+    },
+    /// The connection could not be made or run (ssh cannot be executed, the target cannot be
+    /// resolved or reached, the relay cannot start).
+    Failed {
+        /// What went wrong.
+        detail: String,
+    },
+}
+
 /// An audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
@@ -124,23 +176,46 @@ pub enum AuditEvent {
         /// What was unavailable.
         cause: String,
     },
-    /// A target connection started.
+    /// A request refused before any push: a malformed command, a target the user may not
+    /// reach, no usable Duo username. Nothing was sent to Duo and nothing reached a target.
+    Refused {
+        /// Which hop.
+        hop: Hop,
+        /// Who. `target` is left empty: the name the user typed is in `detail`.
+        who: Who,
+        /// Stable name of the refusal (`bad_command`, `not_in_catalog`, `no_duo_username`, ...).
+        reason: &'static str,
+        /// Operator detail.
+        detail: String,
+    },
+    /// The user listed the targets they may reach (`list`).
+    TargetList {
+        /// Who.
+        who: Who,
+        /// How many targets were listed.
+        count: usize,
+    },
+    /// A target connection started (after an approval).
     ConnectionStart {
         /// Who.
         who: Who,
+        /// Session, command or `connect` relay.
+        kind: ConnectionKind,
+        /// Login on the target; `None` for `connect` (the end-to-end session picks it).
+        login: Option<String>,
         /// `host:port` of the target.
         address: String,
         /// Duo transaction id of the target push.
         txid: Option<String>,
     },
-    /// A target connection ended.
+    /// A target connection ended. Every `ConnectionStart` is followed by exactly one.
     ConnectionEnd {
         /// Who.
         who: Who,
-        /// Bytes from the target to the user.
-        bytes_in: u64,
-        /// Bytes from the user to the target.
-        bytes_out: u64,
+        /// Session, command or `connect` relay.
+        kind: ConnectionKind,
+        /// How it ended.
+        status: EndStatus,
         /// How long the connection lasted.
         duration: Duration,
     },
@@ -202,9 +277,15 @@ impl AuditEvent {
                 }
                 _ => Severity::Notice,
             },
-            Self::PushSent { .. } | Self::ConnectionStart { .. } | Self::ConnectionEnd { .. } => {
-                Severity::Info
-            }
+            Self::Refused { .. } => Severity::Notice,
+            Self::ConnectionEnd {
+                status: EndStatus::Failed { .. },
+                ..
+            } => Severity::Warning,
+            Self::PushSent { .. }
+            | Self::TargetList { .. }
+            | Self::ConnectionStart { .. }
+            | Self::ConnectionEnd { .. } => Severity::Info,
             Self::FailOpen { .. } => Severity::Warning,
             Self::ConfigProblem { .. } => Severity::Err,
             Self::Message { severity, .. } => *severity,
@@ -249,28 +330,85 @@ impl AuditEvent {
                 line.who(who);
                 line.value("cause", cause);
             }
-            Self::ConnectionStart { who, address, txid } => {
+            Self::Refused {
+                hop,
+                who,
+                reason,
+                detail,
+            } => {
+                line.raw("event", "refused");
+                line.raw("hop", hop.as_str());
+                line.who(who);
+                line.raw("reason", reason);
+                line.value("detail", detail);
+            }
+            Self::TargetList { who, count } => {
+                line.raw("event", "list");
+                line.raw("hop", Hop::Target.as_str());
+                line.who(who);
+                line.raw("targets", &count.to_string());
+            }
+            Self::ConnectionStart {
+                who,
+                kind,
+                login,
+                address,
+                txid,
+            } => {
                 line.raw("event", "connection_start");
                 line.raw("hop", Hop::Target.as_str());
                 line.who(who);
+                line.raw("kind", kind.as_str());
+                line.opt("login", login.as_deref());
                 line.value("address", address);
                 line.opt("txid", txid.as_deref());
             }
             Self::ConnectionEnd {
                 who,
-                bytes_in,
-                bytes_out,
+                kind,
+                status,
                 duration,
             } => {
                 line.raw("event", "connection_end");
                 line.raw("hop", Hop::Target.as_str());
                 line.who(who);
-                line.raw("bytes_in", &bytes_in.to_string());
-                line.raw("bytes_out", &bytes_out.to_string());
+                line.raw("kind", kind.as_str());
+                let detail = match status {
+                    EndStatus::Exited { code } => {
+                        line.raw("result", "exit");
+                        line.raw("exit_status", &code.to_string());
+                        None
+                    }
+                    EndStatus::Signaled { signal } => {
+                        line.raw("result", "signal");
+                        line.raw("signal", &signal.to_string());
+                        None
+                    }
+                    EndStatus::Relayed {
+                        bytes_in,
+                        bytes_out,
+                        error,
+                    } => {
+                        let result = if error.is_some() {
+                            "relay_error"
+                        } else {
+                            "closed"
+                        };
+                        line.raw("result", result);
+                        line.raw("bytes_in", &bytes_in.to_string());
+                        line.raw("bytes_out", &bytes_out.to_string());
+                        error.as_deref()
+                    }
+                    EndStatus::Failed { detail } => {
+                        line.raw("result", "failed");
+                        Some(detail.as_str())
+                    }
+                };
                 line.raw(
                     "duration_ms",
                     &duration.as_millis().min(u128::from(u64::MAX)).to_string(),
                 );
+                line.opt("detail", detail);
             }
             Self::ConfigProblem { path, detail } => {
                 line.raw("event", "config_problem");
@@ -694,8 +832,12 @@ mod tests {
                 from: None,
                 target: Some("web01".to_owned()),
             },
-            bytes_in: 10,
-            bytes_out: 20,
+            kind: ConnectionKind::Connect,
+            status: EndStatus::Relayed {
+                bytes_in: 10,
+                bytes_out: 20,
+                error: None,
+            },
             duration: Duration::from_millis(1500),
         });
         let lines = lines.lock().unwrap();
@@ -709,7 +851,7 @@ mod tests {
         assert_eq!(
             lines[1],
             format!(
-                "<86>duo-proxy-shim[{pid}]: event=connection_end hop=target user=alice target=web01 bytes_in=10 bytes_out=20 duration_ms=1500"
+                "<86>duo-proxy-shim[{pid}]: event=connection_end hop=target user=alice target=web01 kind=connect result=closed bytes_in=10 bytes_out=20 duration_ms=1500"
             )
         );
     }
@@ -796,6 +938,103 @@ mod tests {
         );
         let event = AuditEvent::decision(Hop::Vault, who("alice"), &d);
         assert_eq!(event.severity(), Severity::Err);
+    }
+
+    #[test]
+    fn a_refusal_is_a_typed_notice_with_its_reason_and_detail() {
+        let event = AuditEvent::Refused {
+            hop: Hop::Target,
+            who: who("alice"),
+            reason: "bad_command",
+            detail: "\"web01;id\" is not a valid target name; command=web01;id".to_owned(),
+        };
+        assert_eq!(event.severity(), Severity::Notice);
+        assert_eq!(
+            event.to_line(),
+            "event=refused hop=target user=alice from=192.0.2.7 reason=bad_command \
+             detail=\"\\\"web01;id\\\" is not a valid target name; command=web01;id\""
+        );
+        let list = AuditEvent::TargetList {
+            who: who("alice"),
+            count: 3,
+        };
+        assert_eq!(list.severity(), Severity::Info);
+        assert_eq!(
+            list.to_line(),
+            "event=list hop=target user=alice from=192.0.2.7 targets=3"
+        );
+    }
+
+    #[test]
+    fn connection_lines_carry_kind_login_and_how_the_connection_ended() {
+        let web01 = Who {
+            target: Some("web01".to_owned()),
+            ..who("alice")
+        };
+        let start = AuditEvent::ConnectionStart {
+            who: web01.clone(),
+            kind: ConnectionKind::Command,
+            login: Some("deploy".to_owned()),
+            address: "10.0.0.5:22".to_owned(),
+            txid: Some("tx-9".to_owned()),
+        };
+        assert_eq!(
+            start.to_line(),
+            "event=connection_start hop=target user=alice from=192.0.2.7 target=web01 \
+             kind=command login=deploy address=10.0.0.5:22 txid=tx-9"
+        );
+        let connect = AuditEvent::ConnectionStart {
+            who: web01.clone(),
+            kind: ConnectionKind::Connect,
+            login: None,
+            address: "10.0.0.5:22".to_owned(),
+            txid: None,
+        };
+        assert!(connect.to_line().contains(" kind=connect address="));
+
+        let end = |kind, status| AuditEvent::ConnectionEnd {
+            who: web01.clone(),
+            kind,
+            status,
+            duration: Duration::from_millis(2500),
+        };
+        let prefix = "event=connection_end hop=target user=alice from=192.0.2.7 target=web01";
+        let exited = end(ConnectionKind::Session, EndStatus::Exited { code: 7 });
+        assert_eq!(exited.severity(), Severity::Info);
+        assert_eq!(
+            exited.to_line(),
+            format!("{prefix} kind=session result=exit exit_status=7 duration_ms=2500")
+        );
+        let signaled = end(ConnectionKind::Command, EndStatus::Signaled { signal: 9 });
+        assert_eq!(
+            signaled.to_line(),
+            format!("{prefix} kind=command result=signal signal=9 duration_ms=2500")
+        );
+        let relay_error = end(
+            ConnectionKind::Connect,
+            EndStatus::Relayed {
+                bytes_in: 5,
+                bytes_out: 6,
+                error: Some("to target: broken pipe".to_owned()),
+            },
+        );
+        assert_eq!(
+            relay_error.to_line(),
+            format!(
+                "{prefix} kind=connect result=relay_error bytes_in=5 bytes_out=6 \
+                 duration_ms=2500 detail=\"to target: broken pipe\""
+            )
+        );
+        let failed = end(
+            ConnectionKind::Connect,
+            EndStatus::Failed {
+                detail: "cannot connect to the target: connection refused".to_owned(),
+            },
+        );
+        assert_eq!(failed.severity(), Severity::Warning);
+        assert!(failed
+            .to_line()
+            .ends_with("result=failed duration_ms=2500 detail=\"cannot connect to the target: connection refused\""));
     }
 
     #[test]

@@ -58,10 +58,6 @@ const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(250);
 /// Pause before retrying an idempotent GET after a 5xx.
 const SERVER_ERROR_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// Duo expires a push after about 60 s, and `auth_status` long-polls until something changes;
-/// this bounds a trait-level `auth_status` call, which carries no deadline of its own.
-const LONG_POLL_LIMIT: Duration = Duration::from_secs(60);
-
 /// Shortest interval between two `auth_status` polls in [`DuoClient::wait_for_push`], so that a
 /// server answering `waiting` at once is not hammered.
 const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -243,6 +239,7 @@ impl DuoClient {
         self.ensure_clock(Some(deadline)).await?;
         let params = vec![("txid".to_owned(), txid.0.clone())];
         let reply = self.call(AUTH_STATUS, &params, deadline).await?;
+        about_txid(&reply, txid)?;
         auth_status_from(&reply)
     }
 
@@ -511,11 +508,8 @@ impl DuoApi for DuoClient {
         auth_status_from(&result?)
     }
 
-    /// One long-poll, bounded by `https_timeout` plus Duo's push lifetime because the trait
-    /// carries no deadline; the flow should prefer [`DuoClient::wait_for_push`] or
-    /// [`DuoClient::auth_status_until`] with its push deadline.
-    async fn auth_status(&self, txid: &Txid) -> Result<AuthStatus, DuoError> {
-        let deadline = self.call_deadline() + LONG_POLL_LIMIT;
+    /// One long-poll bounded by the caller's push deadline ([`DuoClient::auth_status_until`]).
+    async fn auth_status(&self, txid: &Txid, deadline: Instant) -> Result<AuthStatus, DuoError> {
         self.auth_status_until(txid, deadline).await
     }
 }
@@ -782,11 +776,10 @@ fn preauth_from(mut reply: Map<String, Value>) -> Result<Preauth, DuoError> {
     };
     let devices = match reply.remove("devices") {
         None | Some(Value::Null) => Vec::new(),
-        Some(list) => serde_json::from_value::<Vec<Device>>(list)
-            .map_err(|e| {
-                let text: String = e.to_string().chars().take(MAX_MESSAGE_CHARS).collect();
-                DuoError::Malformed(format!("response.devices: {text}"))
-            })?,
+        Some(list) => serde_json::from_value::<Vec<Device>>(list).map_err(|e| {
+            let text: String = e.to_string().chars().take(MAX_MESSAGE_CHARS).collect();
+            DuoError::Malformed(format!("response.devices: {text}"))
+        })?,
     };
     Ok(Preauth {
         result,
@@ -804,6 +797,19 @@ fn auth_status_from(reply: &Map<String, Value>) -> Result<AuthStatus, DuoError> 
         status: optional_str(reply, "status")?,
         status_msg: optional_str(reply, "status_msg")?,
     })
+}
+
+/// Duo's `auth_status` reply carries no `txid`. One that does and names another transaction
+/// (a proxy or cache mixing up replies, a forged answer) is not an answer about ours, so its
+/// `result: allow` must never approve our push: malformed.
+fn about_txid(reply: &Map<String, Value>, asked: &Txid) -> Result<(), DuoError> {
+    match reply.get("txid") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(named)) if *named == asked.0 => Ok(()),
+        Some(_) => Err(DuoError::Malformed(
+            "auth_status reply names another transaction than the one asked about".to_owned(),
+        )),
+    }
 }
 
 /// `username`, and `ipaddr` and `hostname` when known.
@@ -969,6 +975,34 @@ mod tests {
             parse_envelope(StatusCode::OK, br#"{"stat":"MAYBE","response":{}}"#),
             Err(DuoError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn an_allow_that_names_another_txid_is_malformed_not_approval() {
+        let asked = Txid("A".to_owned());
+        let reply = parse_envelope(
+            StatusCode::OK,
+            br#"{"stat":"OK","response":{"result":"allow","status":"allow","txid":"B"}}"#,
+        )
+        .expect("envelope");
+        assert!(matches!(
+            about_txid(&reply, &asked),
+            Err(DuoError::Malformed(_))
+        ));
+        let reply = parse_envelope(
+            StatusCode::OK,
+            br#"{"stat":"OK","response":{"result":"allow","txid":7}}"#,
+        )
+        .expect("envelope");
+        assert!(about_txid(&reply, &asked).is_err());
+        // Duo's own shape (no txid), and our own txid echoed, are answers about ours.
+        for body in [
+            &br#"{"stat":"OK","response":{"result":"allow"}}"#[..],
+            &br#"{"stat":"OK","response":{"result":"allow","txid":"A"}}"#[..],
+        ] {
+            let reply = parse_envelope(StatusCode::OK, body).expect("envelope");
+            assert_eq!(about_txid(&reply, &asked), Ok(()));
+        }
     }
 
     #[test]

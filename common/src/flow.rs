@@ -266,8 +266,15 @@ impl<A: DuoApi> Run<'_, A> {
                 return timed_out(push_timeout, &txid);
             };
             self.requests = self.requests.saturating_add(1);
-            let status = match timeout(remaining, self.api.auth_status(&txid)).await {
+            // The client stops at the deadline itself; the timeout also bounds an API double
+            // that ignores it.
+            let poll = self.api.auth_status(&txid, deadline);
+            let status = match timeout(remaining, poll).await {
                 Ok(Ok(status)) => status,
+                // The client's own deadline expiring is the push timing out, not a Duo error.
+                Ok(Err(DuoError::Timeout)) if Instant::now() >= deadline => {
+                    return timed_out(push_timeout, &txid)
+                }
                 Ok(Err(e)) => return decide(self.policy(), Situation::ErrorAfterPush(&e)),
                 Err(_elapsed) => return timed_out(push_timeout, &txid),
             };

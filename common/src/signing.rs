@@ -103,7 +103,11 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 fn hex_digit(nibble: u8) -> char {
-    char::from(if nibble < 10 { b'0' + nibble } else { b'A' + nibble - 10 })
+    char::from(if nibble < 10 {
+        b'0' + nibble
+    } else {
+        b'A' + nibble - 10
+    })
 }
 
 /// Canonical parameter line: encode every key and value, sort by key then value, join `k=v`
@@ -226,7 +230,10 @@ pub fn hmac_hex(alg: HmacAlg, key: &[u8], canonical: &str) -> String {
 /// The `Authorization` header value: `Basic base64(ikey ":" hex_signature)`.
 pub fn authorization(ikey: &str, hex_signature: &str) -> String {
     let raw = format!("{ikey}:{hex_signature}");
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 /// Signs a canonical string with the secret key and returns the `Authorization` header value.
@@ -272,7 +279,10 @@ pub fn rfc2822_date(at: OffsetDateTime) -> String {
 
 /// Parses the date line of a request (RFC 2822, `+0000`/`-0000`/`GMT` accepted).
 pub fn parse_rfc2822_date(s: &str) -> Option<OffsetDateTime> {
-    let normalized = s.trim().replace(" -0000", " +0000").replace(" GMT", " +0000");
+    let normalized = s
+        .trim()
+        .replace(" -0000", " +0000")
+        .replace(" GMT", " +0000");
     OffsetDateTime::parse(&normalized, &time::format_description::well_known::Rfc2822).ok()
 }
 
@@ -315,8 +325,10 @@ pub fn sign_request(
     let (param_line, body) = match (version, is_get) {
         (_, true) => (canonical_params.clone(), None),
         (SignatureVersion::V5, false) => {
-            let object: std::collections::BTreeMap<&str, &str> =
-                params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let object: std::collections::BTreeMap<&str, &str> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let json = serde_json::to_vec(&object).unwrap_or_else(|_| b"{}".to_vec());
             (String::new(), Some((json, "application/json")))
         }
@@ -350,7 +362,11 @@ pub fn sign_request(
         authorization: sign(alg, ikey, skey, &canonical),
         date_header,
         date: date.to_owned(),
-        query: if is_get { canonical_params } else { String::new() },
+        query: if is_get {
+            canonical_params
+        } else {
+            String::new()
+        },
         body,
     }
 }
@@ -369,7 +385,10 @@ mod tests {
     fn rfc2822_date_matches_reference_format() {
         let at = time::macros::datetime!(2012-08-21 17:29:18 UTC);
         assert_eq!(rfc2822_date(at), "Tue, 21 Aug 2012 17:29:18 +0000");
-        assert_eq!(parse_rfc2822_date("Tue, 21 Aug 2012 17:29:18 -0000"), Some(at));
+        assert_eq!(
+            parse_rfc2822_date("Tue, 21 Aug 2012 17:29:18 -0000"),
+            Some(at)
+        );
     }
 
     #[test]

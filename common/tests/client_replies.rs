@@ -13,6 +13,11 @@ use serde_json::json;
 
 const T: Duration = Duration::from_secs(3);
 
+/// A push deadline for one `auth_status` call.
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + T
+}
+
 /// A server whose ping is fine and whose other endpoints all answer with `reply`.
 async fn server_answering(
     pki: &Pki,
@@ -208,7 +213,10 @@ async fn stat_ok_without_result_is_malformed_not_approval() {
     })
     .await;
     let client = client(&server, &pki, T);
-    let err = client.auth_status(&Txid("t".into())).await.unwrap_err();
+    let err = client
+        .auth_status(&Txid("t".into()), deadline())
+        .await
+        .unwrap_err();
     assert!(matches!(err, DuoError::Malformed(_)), "{err:?}");
     let err = client
         .passcode(&alice(), &duo_push_common::secret::Secret::new("1".into()))
@@ -229,7 +237,10 @@ async fn unknown_result_value_is_unknown() {
     })
     .await;
     let client = client(&server, &pki, T);
-    let status = client.auth_status(&Txid("t".into())).await.unwrap();
+    let status = client
+        .auth_status(&Txid("t".into()), deadline())
+        .await
+        .unwrap();
     assert_eq!(status.result, AuthResult::Unknown("approve-maybe".into()));
     let preauth = client.preauth(&alice()).await.unwrap();
     assert_eq!(preauth.result, PreauthResult::Unknown("quarantine".into()));

@@ -103,7 +103,10 @@ async fn every_signature_version_verifies_on_get_and_post() {
             .push(&push_request())
             .await
             .unwrap_or_else(|e| panic!("{version}: push: {e}"));
-        let status = client.auth_status(&txid).await.unwrap();
+        let status = client
+            .auth_status(&txid, tokio::time::Instant::now() + Duration::from_secs(10))
+            .await
+            .unwrap();
         assert_eq!(status.result, AuthResult::Allow);
         let requests = server.requests();
         for req in &requests {

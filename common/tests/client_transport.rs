@@ -234,7 +234,10 @@ async fn one_connection_serves_ping_preauth_auth_and_auth_status() {
     assert_eq!(preauth.devices.len(), 1);
     let txid = client.push(&push_request()).await.unwrap();
     assert_eq!(txid, Txid("tx-1".into()));
-    let status = client.auth_status(&txid).await.unwrap();
+    let status = client
+        .auth_status(&txid, tokio::time::Instant::now() + T)
+        .await
+        .unwrap();
     assert_eq!(status.status, "allow");
     let paths: Vec<String> = server.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(

@@ -26,12 +26,15 @@ use duo_push_common::secret::Secret;
 const TXID: &str = "45f7c92b-f45f-4862-8545-e0f58e78075a";
 const HANG: Duration = Duration::from_secs(3600);
 
-/// One scripted reply: a value, an error, or a hang (sleep far beyond any timeout).
+/// One scripted reply: a value, an error, or a hang (sleep far beyond any timeout). For
+/// auth_status also `UntilDeadline`: wait for the deadline the flow passed, then time out, as
+/// the real client does.
 #[derive(Clone, Debug)]
 enum Reply<T> {
     Ok(T),
     Err(DuoError),
     Hang,
+    UntilDeadline,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +54,8 @@ struct FakeDuo {
     good_passcode: String,
     passcode_replies: RefCell<VecDeque<Reply<AuthStatus>>>,
     calls: RefCell<Vec<Call>>,
+    /// The deadline passed with each auth_status call.
+    deadlines: RefCell<Vec<Instant>>,
 }
 
 impl FakeDuo {
@@ -65,6 +70,7 @@ impl FakeDuo {
             good_passcode: "123456".into(),
             passcode_replies: RefCell::new(VecDeque::new()),
             calls: RefCell::new(Vec::new()),
+            deadlines: RefCell::new(Vec::new()),
         }
     }
 
@@ -112,6 +118,7 @@ async fn play<T: Clone>(reply: Reply<T>) -> Result<T, DuoError> {
             tokio::time::sleep(HANG).await;
             Err(DuoError::Timeout)
         }
+        Reply::UntilDeadline => panic!("UntilDeadline is only for auth_status"),
     }
 }
 
@@ -162,10 +169,11 @@ impl DuoApi for FakeDuo {
         play(reply).await
     }
 
-    async fn auth_status(&self, txid: &Txid) -> Result<AuthStatus, DuoError> {
+    async fn auth_status(&self, txid: &Txid, deadline: Instant) -> Result<AuthStatus, DuoError> {
         self.calls
             .borrow_mut()
             .push(Call::AuthStatus(txid.0.clone()));
+        self.deadlines.borrow_mut().push(deadline);
         let reply = {
             let mut q = self.statuses.borrow_mut();
             if q.len() > 1 {
@@ -174,7 +182,13 @@ impl DuoApi for FakeDuo {
                 q.front().cloned()
             }
         };
-        play(reply.expect("a scripted auth_status reply")).await
+        match reply.expect("a scripted auth_status reply") {
+            Reply::UntilDeadline => {
+                tokio::time::sleep_until(deadline).await;
+                Err(DuoError::Timeout)
+            }
+            other => play(other).await,
+        }
     }
 }
 
@@ -603,6 +617,42 @@ async fn a_hanging_auth_status_ends_at_push_timeout() {
     assert!(took >= Duration::from_millis(950), "{took:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert_eq!(duo.polls(), 1);
+}
+
+#[tokio::test]
+async fn every_poll_gets_the_same_deadline_push_timeout_after_the_push() {
+    let waiting = Reply::Ok(status(AuthResult::Waiting, "pushed"));
+    let allow = Reply::Ok(status(AuthResult::Allow, "allow"));
+    let duo = FakeDuo::new().with_statuses(vec![waiting.clone(), waiting, allow]);
+    let mut ui = FakeUser::default();
+    let started = Instant::now();
+    let outcome = run(&duo, &settings(false, true), &mut ui).await;
+    assert_eq!(grant_kind(&outcome), ApprovalKind::Push);
+    let deadlines = duo.deadlines.borrow().clone();
+    assert_eq!(deadlines.len(), 3);
+    assert!(
+        deadlines.iter().all(|d| *d == deadlines[0]),
+        "{deadlines:?}"
+    );
+    let push_timeout = settings(false, true).timeouts.push;
+    let after_start = deadlines[0] - started;
+    assert!(
+        after_start >= push_timeout && after_start < push_timeout + Duration::from_millis(200),
+        "deadline {after_start:?} after the start, push_timeout {push_timeout:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_client_stopping_at_the_deadline_is_a_push_timeout_not_a_duo_error() {
+    let duo = FakeDuo::new().with_statuses(vec![Reply::UntilDeadline]);
+    let mut ui = FakeUser::default();
+    let outcome = run(&duo, &settings(false, true), &mut ui).await;
+    assert_eq!(denial_reason(&outcome), DenyReason::PushTimedOut);
+    assert_eq!(duo.polls(), 1);
+    // A Duo timeout before the deadline is an error after the push.
+    let duo = FakeDuo::new().with_statuses(vec![Reply::Err(DuoError::Timeout)]);
+    let outcome = run(&duo, &settings(false, true), &mut ui).await;
+    assert_eq!(denial_reason(&outcome), DenyReason::ErrorAfterPush);
 }
 
 #[tokio::test]

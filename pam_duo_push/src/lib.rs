@@ -72,7 +72,6 @@ pub mod codes;
 pub mod conv;
 #[allow(unsafe_code)]
 pub mod ffi;
-pub mod gecos;
 pub mod groups;
 pub mod hooks;
 pub mod logic;

@@ -21,12 +21,12 @@ use duo_push_common::api::{DuoApi, DuoError, PushRequest, Subject, Timeouts};
 use duo_push_common::audit::{AuditEvent, Hop, Logger, Severity, Who};
 use duo_push_common::config::{Config, ConfigError, FailMode};
 use duo_push_common::flow::{self, FlowSettings, UserChannel};
+use duo_push_common::identity;
 use duo_push_common::policy::{decide, ApprovalKind, Decision, PolicyInput, Situation};
 
 use crate::args::{self, ModuleArgs};
 use crate::codes::{decision_code, PamCode};
 use crate::ffi::{LookupError, PasswdEntry};
-use crate::gecos::username_from_gecos;
 use crate::groups::user_in_groups;
 
 /// The `type` of the push: the label Duo Mobile shows.
@@ -78,11 +78,11 @@ fn user_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
-/// `ipaddr` for Duo: the rhost when it is an IP literal.
-fn ip_literal(rhost: Option<&str>) -> Option<String> {
-    rhost
-        .and_then(|r| r.parse::<IpAddr>().ok())
-        .map(|ip| ip.to_string())
+/// `ipaddr` for Duo: the rhost when it is an IP literal; otherwise, with `fallback_local_ip`,
+/// this host's address (duo_unix does the same).
+fn duo_ipaddr(rhost: Option<&str>, fallback_local_ip: bool) -> Option<String> {
+    let client = rhost.and_then(|r| r.parse::<IpAddr>().ok());
+    identity::duo_ipaddr(client, fallback_local_ip).map(|ip| ip.to_string())
 }
 
 /// The operator sees the whole problem, the user a short line.
@@ -204,29 +204,30 @@ pub fn authenticate<'a, E: Environment>(
         }
     }
 
-    let duo_user = match entry
+    // Without the passwd entry (not needed, so not read) the GECOS field is empty, which is
+    // an error exactly when send_gecos or gecos_username_pos asks for it.
+    let gecos = entry
         .as_ref()
-        .filter(|_| config.duo.send_gecos || config.duo.gecos_username_pos.is_some())
-    {
-        Some(entry) => {
-            let gecos = String::from_utf8_lossy(&entry.gecos);
-            match username_from_gecos(
-                &gecos,
-                config.duo.gecos_username_pos,
-                config.duo.gecos_delim,
-            ) {
-                Ok(name) => name,
-                Err(e) => {
-                    logger.message(
-                        Severity::Err,
-                        &format!("no Duo username for {user} from GECOS: {e}; denied"),
-                    );
-                    env.error("Access denied: no Duo username is configured for you.");
-                    return PamCode::AuthErr;
-                }
-            }
+        .map(|entry| String::from_utf8_lossy(&entry.gecos).into_owned())
+        .unwrap_or_default();
+    let duo_user = match identity::duo_username(
+        &user,
+        &gecos,
+        config.duo.send_gecos,
+        config.duo.gecos_username_pos,
+        config.duo.gecos_delim,
+    ) {
+        Ok(name) => name,
+        Err(e) => {
+            logger.log(&AuditEvent::Refused {
+                hop: Hop::Vault,
+                who,
+                reason: "no_duo_username",
+                detail: e.to_string(),
+            });
+            env.error("Access denied: no Duo username is configured for you.");
+            return PamCode::AuthErr;
         }
-        None => user.clone(),
     };
     if let Some(problem) = user_name_problem(&duo_user) {
         logger.message(
@@ -263,7 +264,13 @@ pub fn authenticate<'a, E: Environment>(
         }
     };
 
-    let request = push_request(&duo_user, rhost.as_deref(), &proxy, &service);
+    let request = push_request(
+        &duo_user,
+        rhost.as_deref(),
+        &proxy,
+        &service,
+        config.duo.fallback_local_ip,
+    );
     let settings = FlowSettings {
         policy,
         timeouts: Timeouts {
@@ -292,12 +299,14 @@ pub fn authenticate<'a, E: Environment>(
     finish(&logger, who, decision, txid, None)
 }
 
-/// The push: `type` "Vault login" and pushinfo hop, host, from, service.
+/// The push: `type` "Vault login" and pushinfo hop, host, from, service. `ipaddr` is the
+/// rhost when it is an IP address, else this host's with `fallback_local_ip`.
 pub fn push_request(
     duo_user: &str,
     rhost: Option<&str>,
     proxy: &str,
     service: &str,
+    fallback_local_ip: bool,
 ) -> PushRequest {
     let mut pushinfo = vec![
         ("hop".to_owned(), "vault".to_owned()),
@@ -313,7 +322,7 @@ pub fn push_request(
     PushRequest {
         subject: Subject {
             username: duo_user.to_owned(),
-            ipaddr: ip_literal(rhost),
+            ipaddr: duo_ipaddr(rhost, fallback_local_ip),
             hostname: Some(proxy.to_owned()),
         },
         device: "auto".to_owned(),

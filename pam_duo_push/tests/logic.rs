@@ -89,7 +89,11 @@ impl DuoApi for FakeDuo {
         })
     }
 
-    async fn auth_status(&self, _txid: &Txid) -> Result<AuthStatus, DuoError> {
+    async fn auth_status(
+        &self,
+        _txid: &Txid,
+        _deadline: tokio::time::Instant,
+    ) -> Result<AuthStatus, DuoError> {
         let mut s = self.0.borrow_mut();
         s.calls += 1;
         Ok(s.push_final
@@ -698,6 +702,60 @@ fn a_host_name_rhost_goes_to_pushinfo_but_not_to_ipaddr() {
     env.rhost = None;
     assert_eq!(env.run(&[]), PamCode::Success);
     assert_eq!(pushinfo(&env.pushes()[0], "from"), None);
+}
+
+#[test]
+fn with_fallback_local_ip_an_unknown_client_address_becomes_this_hosts() {
+    let local = duo_push_common::identity::local_ipv4().map(|ip| ip.to_string());
+    for rhost in [Some("client.example.net"), None] {
+        let mut env = TestEnv::new("sam", &relaxed("fallback_local_ip = yes"));
+        env.rhost = rhost.map(str::to_owned);
+        assert_eq!(env.run(&[]), PamCode::Success);
+        let p = &env.pushes()[0];
+        assert_eq!(p.subject.ipaddr, local, "rhost {rhost:?}");
+        // pushinfo `from` still says what PAM said, not the proxy's own address.
+        assert_eq!(pushinfo(p, "from").as_deref(), rhost);
+    }
+    // An IP rhost is sent as it is.
+    let mut env = TestEnv::new("sam", &relaxed("fallback_local_ip = yes"));
+    assert_eq!(env.run(&[]), PamCode::Success);
+    assert_eq!(
+        env.pushes()[0].subject.ipaddr.as_deref(),
+        Some("192.0.2.10")
+    );
+}
+
+#[test]
+fn a_gecos_part_is_sent_as_it_is_and_a_blank_one_is_a_logged_refusal() {
+    let mut env = TestEnv::new("pat", &relaxed("gecos_username_pos = 2")).with_user(
+        "pat",
+        100,
+        "Pat P, pat-duo ,x",
+        &[],
+    );
+    assert_eq!(env.run(&[]), PamCode::Success);
+    assert_eq!(env.pushes()[0].subject.username, " pat-duo ");
+
+    let mut env = TestEnv::new("pat", &relaxed("gecos_username_pos = 2")).with_user(
+        "pat",
+        100,
+        "Pat P,  ,x",
+        &[],
+    );
+    assert_eq!(env.run(&[]), PamCode::AuthErr);
+    assert_eq!(env.duo_calls(), 0);
+    let log = env.log_text();
+    assert!(
+        log.contains(
+            "event=refused hop=vault user=pat from=192.0.2.10 reason=no_duo_username \
+             detail=\"the GECOS field has no non-empty part at gecos_username_pos = 2\""
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        env.errors(),
+        ["Access denied: no Duo username is configured for you."]
+    );
 }
 
 #[test]

@@ -14,10 +14,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use duo_push_common::api::Timeouts;
-use duo_push_common::audit::{AuditEvent, Hop, Logger, Severity, Who, DEV_LOG};
+use duo_push_common::audit::{
+    AuditEvent, ConnectionKind, EndStatus, Hop, Logger, Severity, Who, DEV_LOG,
+};
 use duo_push_common::client::{ClientSettings, DuoClient};
 use duo_push_common::config::{Config, FailMode, Target};
 use duo_push_common::flow::FlowSettings;
+use duo_push_common::identity;
 use duo_push_common::policy::{decide, Approval, Decision, PolicyInput, Situation};
 
 use crate::catalog::{self, Invoker};
@@ -125,21 +128,14 @@ impl Shim {
         }
     }
 
-    fn client_text(&self) -> String {
-        self.from
-            .map_or_else(|| "-".to_owned(), |ip| ip.to_string())
-    }
-
     /// Logs and shows a refusal made before any push.
-    fn refuse(&self, reason: &str, detail: &str, user_message: &str) -> ExitCode {
-        self.logger.message(
-            Severity::Notice,
-            &format!(
-                "refused user={} from={} hop=target reason={reason} detail={detail}",
-                self.invoker.name,
-                self.client_text()
-            ),
-        );
+    fn refuse(&self, reason: &'static str, detail: &str, user_message: &str) -> ExitCode {
+        self.logger.log(&AuditEvent::Refused {
+            hop: Hop::Target,
+            who: self.who(None),
+            reason,
+            detail: detail.to_owned(),
+        });
         say(user_message);
         ExitCode::from(EXIT_DENIED)
     }
@@ -210,15 +206,10 @@ impl Shim {
 
     fn list(&self) -> ExitCode {
         let targets = catalog::reachable(&self.config.targets, &self.invoker);
-        self.logger.message(
-            Severity::Info,
-            &format!(
-                "list user={} from={} targets={}",
-                self.invoker.name,
-                self.client_text(),
-                targets.len()
-            ),
-        );
+        self.logger.log(&AuditEvent::TargetList {
+            who: self.who(None),
+            count: targets.len(),
+        });
         let mut out = io::stdout().lock();
         if targets.is_empty() {
             let _ = writeln!(out, "You may not reach any target through this proxy.");
@@ -303,20 +294,26 @@ impl Shim {
                 return Err(ExitCode::from(EXIT_FAILURE));
             }
         };
-        let Some(username) = push::duo_username(&self.invoker.name, &self.gecos, duo) else {
-            self.logger.message(
-                Severity::Notice,
-                &format!(
-                    "refused user={} hop=target reason=no_duo_username detail=the GECOS field asked for is empty",
-                    self.invoker.name
-                ),
-            );
-            say("access denied: your Duo username cannot be determined; contact your administrator.");
-            return Err(ExitCode::from(EXIT_DENIED));
+        let username = match identity::duo_username(
+            &self.invoker.name,
+            &self.gecos,
+            duo.send_gecos,
+            duo.gecos_username_pos,
+            duo.gecos_delim,
+        ) {
+            Ok(username) => username,
+            Err(e) => {
+                return Err(self.refuse(
+                    "no_duo_username",
+                    &e.to_string(),
+                    "access denied: your Duo username cannot be determined; contact your administrator.",
+                ));
+            }
         };
         let ctx = PushContext {
             username,
             from: self.from,
+            ipaddr: identity::duo_ipaddr(self.from, duo.fallback_local_ip),
             proxy,
         };
         let request = push::target_request(&ctx, target, login);
@@ -435,57 +432,50 @@ impl Shim {
             Err(code) => return code,
         };
         let who = self.who(Some(name));
-        let address = target.address();
+        let kind = if command.is_some() {
+            ConnectionKind::Command
+        } else {
+            ConnectionKind::Session
+        };
         self.logger.log(&AuditEvent::ConnectionStart {
             who: who.clone(),
-            address: address.clone(),
+            kind,
+            login: Some(login.to_owned()),
+            address: target.address(),
             txid: approval.txid().map(|t| t.0.clone()),
         });
-        self.logger.message(
-            Severity::Info,
-            &format!(
-                "ssh user={} target={name} login={login} address={address} kind={}",
-                self.invoker.name,
-                if command.is_some() {
-                    "command"
-                } else {
-                    "interactive"
-                }
-            ),
-        );
         let logger = self.logger.clone();
         // The configuration, with the secret key, is gone before the child runs.
         drop(self);
         let started = Instant::now();
         let result = target_ssh::run(approval, &ssh, args);
-        let duration = started.elapsed();
-        match result {
-            Ok(end) => {
-                logger.log(&AuditEvent::ConnectionEnd {
-                    who: who.clone(),
-                    bytes_in: 0,
-                    bytes_out: 0,
-                    duration,
-                });
-                logger.message(
-                    Severity::Info,
-                    &format!(
-                        "ssh_end user={} target={name} exit_status={}{}",
-                        who.user,
-                        end.exit_code,
-                        end.signal
-                            .map(|s| format!(" signal={s}"))
-                            .unwrap_or_default()
-                    ),
-                );
-                ExitCode::from(u8::try_from(end.exit_code).unwrap_or(255))
-            }
+        let (status, exit) = match result {
+            Ok(end) => (
+                match end.signal {
+                    Some(signal) => EndStatus::Signaled { signal },
+                    None => EndStatus::Exited {
+                        code: end.exit_code,
+                    },
+                },
+                ExitCode::from(u8::try_from(end.exit_code).unwrap_or(255)),
+            ),
             Err(e) => {
-                logger.message(Severity::Err, &format!("ssh_failed target={name}: {e}"));
                 say(&format!("cannot connect to {name}."));
-                ExitCode::from(EXIT_FAILURE)
+                (
+                    EndStatus::Failed {
+                        detail: e.to_string(),
+                    },
+                    ExitCode::from(EXIT_FAILURE),
+                )
             }
-        }
+        };
+        logger.log(&AuditEvent::ConnectionEnd {
+            who,
+            kind,
+            status,
+            duration: started.elapsed(),
+        });
+        exit
     }
 
     /// `connect`: a raw relay to `name`.
@@ -498,52 +488,80 @@ impl Shim {
             Err(code) => return code,
         };
         let who = self.who(Some(name));
-        let address = target.address();
         let host = target.host.clone();
         let port = target.port;
         let timeout = self.config.proxy.connect_timeout;
-        let txid = approval.txid().map(|t| t.0.clone());
         let logger = self.logger.clone();
+        logger.log(&AuditEvent::ConnectionStart {
+            who: who.clone(),
+            kind: ConnectionKind::Connect,
+            login: None,
+            address: target.address(),
+            txid: approval.txid().map(|t| t.0.clone()),
+        });
+        // The configuration, with the secret key, is gone before any byte is relayed.
         drop(self);
+        let started = Instant::now();
+        let end = |status: EndStatus, duration: Duration| {
+            logger.log(&AuditEvent::ConnectionEnd {
+                who: who.clone(),
+                kind: ConnectionKind::Connect,
+                status,
+                duration,
+            });
+        };
         let socket = match connect::open(approval, &host, port, timeout) {
             Ok(socket) => socket,
             Err(e) => {
-                logger.message(
-                    Severity::Notice,
-                    &format!(
-                        "connect_failed user={} target={name} address={address}: {e}",
-                        who.user
-                    ),
+                end(
+                    EndStatus::Failed {
+                        detail: e.to_string(),
+                    },
+                    started.elapsed(),
                 );
                 say(&format!("{name}: {e}"));
                 return ExitCode::from(EXIT_DENIED);
             }
         };
-        logger.log(&AuditEvent::ConnectionStart {
-            who: who.clone(),
-            address,
-            txid,
-        });
         match connect::relay_stdio(&socket) {
             Ok(report) => {
-                logger.log(&AuditEvent::ConnectionEnd {
-                    who,
-                    bytes_in: report.from_target.bytes,
-                    bytes_out: report.to_target.bytes,
-                    duration: report.duration,
-                });
-                if report.clean() {
+                let clean = report.clean();
+                let error = [
+                    report
+                        .to_target
+                        .error
+                        .as_ref()
+                        .map(|e| format!("to target: {e}")),
+                    report
+                        .from_target
+                        .error
+                        .as_ref()
+                        .map(|e| format!("from target: {e}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
+                end(
+                    EndStatus::Relayed {
+                        bytes_in: report.from_target.bytes,
+                        bytes_out: report.to_target.bytes,
+                        error: (!error.is_empty()).then(|| error.join("; ")),
+                    },
+                    report.duration,
+                );
+                if clean {
                     ExitCode::SUCCESS
                 } else {
-                    logger.message(
-                        Severity::Info,
-                        &format!("relay_end target={name}: {report}"),
-                    );
                     ExitCode::from(EXIT_DENIED)
                 }
             }
             Err(e) => {
-                logger.message(Severity::Err, &format!("relay_failed target={name}: {e}"));
+                end(
+                    EndStatus::Failed {
+                        detail: e.to_string(),
+                    },
+                    started.elapsed(),
+                );
                 say(&e.to_string());
                 ExitCode::from(EXIT_FAILURE)
             }

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use duo_push_common::api::{DuoApi, PushRequest, Subject, Txid};
 use duo_push_common::audit::sanitize_for_terminal;
-use duo_push_common::config::{DuoSettings, Target};
+use duo_push_common::config::Target;
 use duo_push_common::flow::{self, FlowSettings, UserChannel};
 use duo_push_common::policy::{decide, Decision, Situation};
 
@@ -27,8 +27,11 @@ pub const PUSH_TYPE: &str = "Target access";
 pub struct PushContext {
     /// The Duo username.
     pub username: String,
-    /// The client's address from `SSH_CONNECTION`.
+    /// The client's address from `SSH_CONNECTION` (pushinfo `from`).
     pub from: Option<IpAddr>,
+    /// Duo's `ipaddr`: `from`, or this host's address with `fallback_local_ip`
+    /// (`duo_push_common::identity::duo_ipaddr`).
+    pub ipaddr: Option<IpAddr>,
     /// This proxy's name (`[proxy] name` or the host name).
     pub proxy: String,
 }
@@ -48,7 +51,7 @@ pub fn target_request(ctx: &PushContext, target: &Target, login: &str) -> PushRe
     PushRequest {
         subject: Subject {
             username: ctx.username.clone(),
-            ipaddr: ctx.from.map(|ip| ip.to_string()),
+            ipaddr: ctx.ipaddr.map(|ip| ip.to_string()),
             hostname: Some(ctx.proxy.clone()),
         },
         device: "auto".to_owned(),
@@ -56,21 +59,6 @@ pub fn target_request(ctx: &PushContext, target: &Target, login: &str) -> PushRe
         display_username: None,
         pushinfo,
     }
-}
-
-/// The Duo username for a proxy user: the login name, or a GECOS field when `send_gecos` or
-/// `gecos_username_pos` is set (as duo_unix does). `None` when the GECOS field asked for is
-/// missing or empty: the caller denies.
-pub fn duo_username(login: &str, gecos: &str, duo: &DuoSettings) -> Option<String> {
-    let chosen = if let Some(pos) = duo.gecos_username_pos {
-        let index = usize::try_from(pos).ok()?.checked_sub(1)?;
-        gecos.split(duo.gecos_delim).nth(index)?.trim().to_owned()
-    } else if duo.send_gecos {
-        gecos.trim().to_owned()
-    } else {
-        login.to_owned()
-    };
-    (!chosen.is_empty() && !chosen.chars().any(char::is_control)).then_some(chosen)
 }
 
 /// Live status for the user, on stderr: each line names the target. Never prompts.
@@ -228,7 +216,11 @@ mod tests {
             self.calls.borrow_mut().push("passcode".into());
             Err(DuoError::Malformed("unexpected".into()))
         }
-        async fn auth_status(&self, _txid: &Txid) -> Result<AuthStatus, DuoError> {
+        async fn auth_status(
+            &self,
+            _txid: &Txid,
+            _deadline: tokio::time::Instant,
+        ) -> Result<AuthStatus, DuoError> {
             self.calls.borrow_mut().push("auth_status".into());
             Ok(AuthStatus {
                 result: self.result.clone(),
@@ -258,6 +250,7 @@ mod tests {
         PushContext {
             username: "alice".into(),
             from: Some("192.0.2.7".parse().unwrap()),
+            ipaddr: Some("192.0.2.7".parse().unwrap()),
             proxy: "vault.example.com".into(),
         }
     }
@@ -346,6 +339,20 @@ mod tests {
     }
 
     #[test]
+    fn the_fallback_address_goes_to_duo_but_not_into_pushinfo_from() {
+        let cfg = config();
+        let web01 = cfg.target("web01").unwrap();
+        let ctx = PushContext {
+            from: None,
+            ipaddr: Some("198.51.100.4".parse().unwrap()),
+            ..ctx()
+        };
+        let request = target_request(&ctx, web01, "deploy");
+        assert_eq!(request.subject.ipaddr.as_deref(), Some("198.51.100.4"));
+        assert!(request.pushinfo.iter().all(|(k, _)| k != "from"));
+    }
+
+    #[test]
     fn mfa_off_grants_without_any_duo_call_when_mfa_is_not_forced() {
         let cfg = config();
         let lab = cfg.target("lab").unwrap();
@@ -359,22 +366,5 @@ mod tests {
         let verdict = block_on(authorize(&duo, &settings(true), lab, &request, &mut ui));
         assert!(!verdict.decision.is_grant());
         assert!(duo.calls.borrow().is_empty());
-    }
-
-    #[test]
-    fn duo_username_follows_the_gecos_settings() {
-        let mut duo = config().duo;
-        assert_eq!(duo_username("alice", "Alice A,,,", &duo).unwrap(), "alice");
-        duo.send_gecos = true;
-        assert_eq!(duo_username("alice", "Alice A", &duo).unwrap(), "Alice A");
-        duo.gecos_username_pos = Some(2);
-        duo.gecos_delim = ',';
-        assert_eq!(
-            duo_username("alice", "Alice A,aa123,x", &duo).unwrap(),
-            "aa123"
-        );
-        assert_eq!(duo_username("alice", "Alice A", &duo), None);
-        duo.gecos_username_pos = Some(0);
-        assert_eq!(duo_username("alice", "a,b", &duo), None);
     }
 }

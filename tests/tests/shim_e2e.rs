@@ -320,12 +320,16 @@ fn multi_hop_command_gets_two_pushes_in_order_and_the_exit_status_back() {
     let decision = s.wait_shim_log("event=decision hop=target");
     assert!(decision.contains("result=allow"), "{decision}");
     assert!(decision.contains(&format!("txid={txid}")), "{decision}");
-    let end = s.wait_shim_log("exit_status=7");
-    assert!(end.contains("target=web01"), "{end}");
+    let start = s.wait_shim_log("event=connection_start");
     assert!(
-        s.shim_log().contains("event=connection_end"),
-        "{}",
-        s.shim_log()
+        start.contains("target=web01 kind=command login=alice address=127.0.0.1:"),
+        "{start}"
+    );
+    assert!(start.contains(&format!("txid={txid}")), "{start}");
+    let end = s.wait_shim_log("event=connection_end");
+    assert!(
+        end.contains("target=web01 kind=command result=exit exit_status=7 duration_ms="),
+        "{end}"
     );
     assert_eq!(s.target.connections_seen(), 1, "{}", s.target.log_text());
 }
@@ -341,6 +345,11 @@ fn multi_hop_interactive_session_runs_a_shell_on_the_target() {
     let run = session.finish(20);
     assert_eq!(run.status, Some(3), "{run}\n{}", s.proxy.log_text());
     assert_eq!(s.hops("alice"), ["vault", "target"]);
+    let end = s.wait_shim_log("event=connection_end");
+    assert!(
+        end.contains("target=web01 kind=session result=exit exit_status=3"),
+        "{end}"
+    );
     // LOGIN@TARGET with the user's own name and TARGET:PORT with the configured port work too.
     let port = s.target.port();
     for spec in ["alice@web01".to_owned(), format!("web01:{port}")] {
@@ -452,8 +461,15 @@ fn connect_relays_the_targets_banner() {
         "{run}\n{}",
         s.shim_log()
     );
+    let start = s.wait_shim_log("event=connection_start");
+    assert!(start.contains("kind=connect address="), "{start}");
+    assert!(!start.contains("login="), "{start}");
     let end = s.wait_shim_log("event=connection_end");
-    assert!(end.contains("bytes_out=20"), "{end}");
+    assert!(
+        end.contains("kind=connect result=closed bytes_in="),
+        "{end}"
+    );
+    assert!(end.contains("bytes_out=20 duration_ms="), "{end}");
     assert_eq!(s.target.connections_seen(), 1);
 }
 
@@ -517,6 +533,11 @@ fn no_command_without_a_terminal_prints_help_and_fails() {
         s.hops("alice"),
         ["vault", "vault"],
         "list sends no target push"
+    );
+    let list = s.wait_shim_log("event=list");
+    assert!(
+        list.contains("hop=target user=alice from=127.0.0.1 targets=1"),
+        "{list}"
     );
 }
 
@@ -672,7 +693,7 @@ fn refused_requests_send_no_push_and_make_no_connection() {
     let refusals = s
         .shim_log()
         .lines()
-        .filter(|l| l.contains("refused user=alice"))
+        .filter(|l| l.contains("event=refused hop=target user=alice from=127.0.0.1 reason="))
         .count();
     assert_eq!(refusals, cases.len(), "{}", s.shim_log());
 }

@@ -1156,7 +1156,7 @@ fn in_process_login(conf: &Path) -> Breakdown {
             .unwrap_or_else(|e| panic!("{e}"));
         b.push = ms(t);
         let t = Instant::now();
-        api.auth_status(&txid)
+        api.auth_status(&txid, tokio::time::Instant::now() + Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         b.auth_status = ms(t);
