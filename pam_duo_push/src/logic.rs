@@ -313,10 +313,7 @@ pub fn push_request(
         ("host".to_owned(), proxy.to_owned()),
     ];
     if let Some(rhost) = rhost {
-        pushinfo.push((
-            "from".to_owned(),
-            rhost.chars().take(MAX_RHOST_CHARS).collect(),
-        ));
+        pushinfo.push(("from".to_owned(), shown_rhost(rhost)));
     }
     pushinfo.push(("service".to_owned(), service.to_owned()));
     PushRequest {
@@ -329,6 +326,20 @@ pub fn push_request(
         kind: PUSH_TYPE.to_owned(),
         display_username: None,
         pushinfo,
+    }
+}
+
+/// PAM_RHOST as Duo Mobile shows it: the address when it is one, otherwise the text without
+/// control characters or terminal escapes, so that an application passing an arbitrary rhost
+/// cannot add fake lines ("hop: target") to the approval screen.
+fn shown_rhost(rhost: &str) -> String {
+    match rhost.trim().parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => duo_push_common::audit::sanitize_for_terminal(rhost)
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_RHOST_CHARS)
+            .collect(),
     }
 }
 
