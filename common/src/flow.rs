@@ -73,6 +73,7 @@ pub async fn authenticate<A: DuoApi, U: UserChannel>(
     let mut run = Run {
         api,
         settings,
+        overall: Instant::now() + settings.timeouts.https + settings.timeouts.push,
         outcome_txid: None,
         device: None,
         requests: 0,
@@ -106,6 +107,10 @@ fn report<U: UserChannel>(decision: &Decision, ui: &mut U) {
 struct Run<'a, A> {
     api: &'a A,
     settings: &'a FlowSettings,
+    /// The login's overall bound: start + `https_timeout` + `push_timeout`, moved later by the
+    /// time spent waiting for the user at a prompt. However slowly Duo answers at each stage,
+    /// the flow ends by then.
+    overall: Instant,
     outcome_txid: Option<Txid>,
     device: Option<String>,
     requests: u32,
@@ -123,8 +128,18 @@ impl<A: DuoApi> Run<'_, A> {
         &self.settings.policy
     }
 
+    /// The bound of one call to Duo: `https_timeout`, or less when the login's overall bound
+    /// is nearer.
+    fn call_bound(&self) -> Duration {
+        self.settings
+            .timeouts
+            .https
+            .min(self.overall.saturating_duration_since(Instant::now()))
+    }
+
     async fn steps<U: UserChannel>(&mut self, push: &PushRequest, ui: &mut U) -> Decision {
         let https = self.settings.timeouts.https;
+        self.overall = Instant::now() + https + self.settings.timeouts.push;
 
         self.requests = self.requests.saturating_add(1);
         let preauth = match timeout(https, self.api.preauth(&push.subject)).await {
@@ -182,7 +197,11 @@ impl<A: DuoApi> Run<'_, A> {
         let allowed = u32::from(self.settings.prompts.max(1));
         let mut failures: u32 = 0;
         loop {
-            let Some(mut answer) = ui.prompt(&question) else {
+            let asked = Instant::now();
+            let answered = ui.prompt(&question);
+            // Time the user spends typing is not Duo's: it does not count against the bound.
+            self.overall += asked.elapsed();
+            let Some(mut answer) = answered else {
                 return Choice::Finished(Decision::Deny(Denial::new(
                     DenyReason::NoAnswer,
                     "the conversation returned no answer",
@@ -199,7 +218,7 @@ impl<A: DuoApi> Run<'_, A> {
                 self.passcode_attempts = self.passcode_attempts.saturating_add(1);
                 self.requests = self.requests.saturating_add(1);
                 let reply = timeout(
-                    self.settings.timeouts.https,
+                    self.call_bound(),
                     self.api.passcode(&push.subject, &passcode),
                 )
                 .await;
@@ -242,7 +261,7 @@ impl<A: DuoApi> Run<'_, A> {
         let push_timeout = self.settings.timeouts.push;
 
         self.requests = self.requests.saturating_add(1);
-        let txid = match timeout(self.settings.timeouts.https, self.api.push(request)).await {
+        let txid = match timeout(self.call_bound(), self.api.push(request)).await {
             Ok(Ok(txid)) => txid,
             // Whatever failed, the push may have reached Duo (and the phone): never fail open.
             Ok(Err(e)) => return decide(self.policy(), Situation::ErrorAfterPush(&e)),
@@ -251,7 +270,7 @@ impl<A: DuoApi> Run<'_, A> {
             }
         };
         self.outcome_txid = Some(txid.clone());
-        let deadline = Instant::now() + push_timeout;
+        let deadline = (Instant::now() + push_timeout).min(self.overall);
         ui.info(&format!(
             "Duo Push sent to {device_name}. Approve it on your phone (waiting up to {} s)...",
             push_timeout.as_secs()

@@ -35,6 +35,8 @@ enum Reply<T> {
     Err(DuoError),
     Hang,
     UntilDeadline,
+    /// The value, after a delay (a slow but answering Duo).
+    Late(Duration, T),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +121,10 @@ async fn play<T: Clone>(reply: Reply<T>) -> Result<T, DuoError> {
             Err(DuoError::Timeout)
         }
         Reply::UntilDeadline => panic!("UntilDeadline is only for auth_status"),
+        Reply::Late(delay, v) => {
+            tokio::time::sleep(delay).await;
+            Ok(v)
+        }
     }
 }
 
@@ -585,6 +591,30 @@ async fn a_hanging_push_call_ends_after_https_timeout_and_denies_even_with_failm
     let outcome = run(&duo, &settings(false, true), &mut ui).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(denial_reason(&outcome), DenyReason::ErrorAfterPush);
+}
+
+#[tokio::test]
+async fn a_duo_slow_at_every_stage_cannot_hold_the_login_past_https_plus_push_timeout() {
+    // Each call answers just inside https_timeout (200 ms); the push then stays pending.
+    // Separate bounds per call would allow push_timeout + 2 x https_timeout (1.4 s).
+    let late = Duration::from_millis(180);
+    let duo = FakeDuo::new()
+        .with_preauth(Reply::Late(
+            late,
+            preauth_auth(vec![phone("DPHONE1", "iOS (XXX-XXX-1234)")]),
+        ))
+        .with_push(Reply::Late(late, Txid(TXID.into())))
+        .with_statuses(vec![waiting()]);
+    let mut ui = FakeUser::default();
+    let started = Instant::now();
+    let outcome = run(&duo, &settings(true, false), &mut ui).await;
+    let took = started.elapsed();
+    assert_eq!(denial_reason(&outcome), DenyReason::PushTimedOut);
+    assert_eq!(duo.pushes(), 1);
+    assert!(
+        took < Duration::from_millis(1200) + Duration::from_millis(60),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]

@@ -90,7 +90,11 @@ fn canonical_for(v: &Value) -> String {
         headers(input.get("x_duo_headers"))
     };
     let hash = x_duo_headers_hash(&hdrs);
-    let body_bytes = if version == 5 && location == "form_body" { "" } else { body };
+    let body_bytes = if version == 5 && location == "form_body" {
+        ""
+    } else {
+        body
+    };
     canonicalize(
         canon_of(version),
         &CanonicalInput {
@@ -151,7 +155,11 @@ fn every_official_and_derived_vector_passes() {
                     };
                     let skey = Secret::new(v["input"]["skey"].as_str().unwrap().to_owned());
                     let sig = hmac_hex(alg, skey.expose(), &canonical);
-                    assert_eq!(sig, v["expected_hex_signature"].as_str().unwrap(), "{id} sig");
+                    assert_eq!(
+                        sig,
+                        v["expected_hex_signature"].as_str().unwrap(),
+                        "{id} sig"
+                    );
                     let ikey = v["input"]["ikey"].as_str().unwrap();
                     assert_eq!(
                         authorization(ikey, &sig),

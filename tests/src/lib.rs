@@ -1,3 +1,3 @@
 //! Test support.
-pub mod mock;
 pub mod lab;
+pub mod mock;

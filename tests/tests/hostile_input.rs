@@ -993,8 +993,6 @@ fn a_users_ssh_environment_file_cannot_reach_the_shim_or_its_ssh() {
 const ESCAPES: [char; 6] = ['\u{1b}', '\u{9b}', '\u{7}', '\r', '\u{202e}', '\u{8}'];
 
 #[test]
-#[ignore = "waits for mock-duo's `escmsg` username prefix (preauth deny whose status_msg holds \
-            CSI, OSC title, C1, CR and bidi tricks); requested from the lead, hardening issue part 3"]
 fn escape_sequences_in_duos_status_msg_never_reach_the_user() {
     let (mock, lab) = (MockDuo::start(MockOpts::default()), Lab::new());
     let conf = write_config(&lab, "esc.conf", &config_text(&mock, "", "force_mfa = yes"));

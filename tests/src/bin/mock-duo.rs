@@ -28,6 +28,9 @@ OPTIONS:
                             date-window tests (default 0)
   --cert-san NAME           subjectAltName of the server certificate (DNS name or IP); repeat
                             for several; replaces the default localhost and 127.0.0.1
+  --cert-expired            serve a server certificate whose validity ended yesterday (the CA
+                            in DIR/ca.pem is valid): clients must refuse it
+  --fault-delay-ms N        how late the `late` fault answers (default 1500)
   --push-expiry-secs N      unanswered pushes (timeout, manual users) are denied with status
                             timeout after N s (default 60)
   --long-poll-secs N        auth_status / status.bson hold a pending push up to N s (default 20)
@@ -62,10 +65,32 @@ BEHAVIOUR BY USERNAME PREFIX:
                                    starts with http429noretry)
   badjson  200 with an unparsable body      huge  200 with a 2 MiB body
   hang     never answers
+  escmsg   preauth deny whose status_msg carries terminal escapes, OSC, CR, C1 and bidi text
   deny     push denied             fraud    push denied, status fraud
   timeout  push expires (see --push-expiry-secs)
   slow     push approved after 2 s manual   push waits for the control API, then expires
   others   push approved after --approve-delay-ms
+
+FAULTS AT ONE STAGE (Auth API v2), USERNAME f-FAULT-STAGE[-anything]:
+  STAGE: preauth, auth (the push is made first, except for e500/e503/e429), status
+  (auth_status of the user's transactions), or all. Other stages behave as for an ordinary
+  user (push approved).
+  resethead   half of the status line and headers, then a TCP reset
+  resetbody   the headers and 8 bytes of the body, then a TCP reset
+  stall       never answers (slow headers)
+  driphead    the reply one byte per second from its first byte
+  drip        the headers at once, then the body one byte per second (slow body)
+  e500, e503  that status;  e429  429 with Retry-After: 1, every time (a 429 storm)
+  trunc       the real reply's JSON cut in half (valid HTTP)
+  noresult    stat OK without result (auth and status: status allow, no result, no txid)
+  maybe       result \"maybe\" (auth: without a txid)
+  huge        2 MiB body with a Content-Length
+  flood       chunked body without a length, 256 MiB
+  late        the real reply after --fault-delay-ms
+  othertx     stage status only: /auth also makes an approved decoy push B of the user and
+              returns a pending txid A; auth_status for A answers result allow, txid B
+  earlyallow  stage auth only: the async /auth reply says result allow next to txid A, and A
+              is denied
 
 CONTROL API (unsigned JSON, same port):
   GET  /mock/pushes, GET /mock/pending        push log in order
@@ -115,6 +140,10 @@ fn parse_args(args: Vec<String>) -> Result<Option<MockConfig>, UsageError> {
             config.manual_all = true;
             continue;
         }
+        if flag == "--cert-expired" {
+            config.cert_expired = true;
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| UsageError(format!("{flag} needs a value")))?;
@@ -137,6 +166,9 @@ fn parse_args(args: Vec<String>) -> Result<Option<MockConfig>, UsageError> {
                 config.push_expiry = Duration::from_secs(number(&flag, &value)?)
             }
             "--long-poll-secs" => config.long_poll = Duration::from_secs(number(&flag, &value)?),
+            "--fault-delay-ms" => {
+                config.fault_delay = Duration::from_millis(number(&flag, &value)?)
+            }
             "--phone-listen" => {
                 let addr: SocketAddr = value.parse().map_err(|_| {
                     UsageError(format!("--phone-listen: {value:?} is not ADDRESS:PORT"))

@@ -3,6 +3,7 @@
 //! | prefix | preauth | push |
 //! |---|---|---|
 //! | `lockout` | deny ("Your account is locked") | deny, status `locked_out` |
+//! | `escmsg` | deny, with terminal escapes, OSC, CR, C1 and a bidi override in `status_msg` (hostile text for display tests) | deny |
 //! | `enroll` | enroll, with `enroll_portal_url` | deny |
 //! | `bypass` | allow | allow, status `bypass` |
 //! | `nopush` | auth, one device without the push capability | push refused (400) |
@@ -15,6 +16,7 @@
 //! | `timeout` | auth | pending until the push expiry, then deny, status `timeout` |
 //! | `slow` | auth | allow after 2 s |
 //! | `manual` | auth | pending until approved or denied through the control API; expires like `timeout` |
+//! | `f-<fault>-<stage>` | the fault at that stage (see [`crate::mock::fault`]), otherwise as for anyone else | same |
 //! | anything else | auth | allow after `--approve-delay-ms` |
 //!
 //! A scripted outcome (`POST /mock/script`) replaces the prefix's push outcome for that user's
@@ -80,6 +82,8 @@ pub fn transport_for(username: &str) -> Transport {
 pub enum PreauthKind {
     /// `result: deny`, locked out.
     Lockout,
+    /// `result: deny` with a hostile `status_msg` ([`HOSTILE_STATUS_MSG`]).
+    EscapeMessage,
     /// `result: enroll`.
     Enroll,
     /// `result: allow` (bypass).
@@ -94,6 +98,8 @@ pub enum PreauthKind {
 pub fn preauth_for(username: &str) -> PreauthKind {
     if username.starts_with("lockout") {
         PreauthKind::Lockout
+    } else if username.starts_with("escmsg") {
+        PreauthKind::EscapeMessage
     } else if username.starts_with("enroll") {
         PreauthKind::Enroll
     } else if username.starts_with("bypass") {
@@ -139,6 +145,12 @@ impl PushOutcome {
     }
 }
 
+/// The `status_msg` of an `escmsg` user's preauth deny: a screen clear, an OSC window-title
+/// set, a carriage return and cursor-up that would overwrite the previous line with a fake
+/// approval, an 8-bit CSI and a right-to-left override. A display that shows Duo's text must
+/// strip all of it.
+pub const HOSTILE_STATUS_MSG: &str = "Access denied\x1b[2J\x1b]0;pwned-title\x07\r\x1b[1A\x1b[2KFAKE: Duo Push approved.\x1b[0m\u{9b}31m\u{202e}";
+
 /// The delay before a `slow` user's push is approved.
 pub const SLOW_DELAY: Duration = Duration::from_secs(2);
 
@@ -158,7 +170,7 @@ pub fn push_outcome_for(username: &str, approve_delay: Duration) -> PushOutcome 
         PushOutcome::LockedOut
     } else if username.starts_with("bypass") {
         PushOutcome::Bypass
-    } else if username.starts_with("enroll") {
+    } else if username.starts_with("enroll") || username.starts_with("escmsg") {
         PushOutcome::Deny
     } else {
         PushOutcome::Allow(approve_delay)

@@ -36,6 +36,16 @@ fn err(e: impl std::fmt::Display) -> CertError {
 impl Pki {
     /// Makes a fresh CA and a server certificate for `sans` (DNS names or IP addresses).
     pub fn generate(sans: &[String]) -> Result<Self, CertError> {
+        Self::generate_with(sans, false)
+    }
+
+    /// Like [`Pki::generate`], but the server certificate's validity ended yesterday (it
+    /// began 30 days ago); the CA is valid.
+    pub fn generate_expired(sans: &[String]) -> Result<Self, CertError> {
+        Self::generate_with(sans, true)
+    }
+
+    fn generate_with(sans: &[String], expired: bool) -> Result<Self, CertError> {
         let ca_key = KeyPair::generate().map_err(err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         let mut ca_dn = DistinguishedName::new();
@@ -60,6 +70,11 @@ impl Pki {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if expired {
+            let now = time::OffsetDateTime::now_utc();
+            params.not_before = now - time::Duration::days(30);
+            params.not_after = now - time::Duration::days(1);
+        }
         let server_cert = params
             .signed_by(&server_key, &ca_cert, &ca_key)
             .map_err(err)?;

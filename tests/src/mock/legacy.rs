@@ -3,7 +3,9 @@
 
 use bson::{doc, Document};
 
-use crate::mock::behavior::{preauth_for, transport_for, PreauthKind, Transport};
+use crate::mock::behavior::{
+    preauth_for, transport_for, PreauthKind, Transport, HOSTILE_STATUS_MSG,
+};
 use crate::mock::reply::{self, param, pushinfo_map, HttpResponse};
 use crate::mock::server::{Ctx, Handled, Reply};
 use crate::mock::state::{Api, MockState, NewPush, TxResult, TxState};
@@ -97,6 +99,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: &RequestParts<'_>) -> Handled {
 fn preauth(username: &str) -> HttpResponse {
     let response = match preauth_for(username) {
         PreauthKind::Lockout => doc! {"result": "deny", "status": "Your account is locked"},
+        PreauthKind::EscapeMessage => doc! {"result": "deny", "status": HOSTILE_STATUS_MSG},
         PreauthKind::Enroll => doc! {
             "result": "enroll",
             "status": "Please enroll at https://enroll.mock-duo.invalid/portal",

@@ -4,7 +4,8 @@
 //! request signature (v1, v2 with HMAC-SHA1 or HMAC-SHA512, v5) and the date window the way Duo
 //! does, and answers ping, check, preauth, auth (sync and async) and auth_status, the duo_unix
 //! 2.x text-menu flow, and the legacy REST v1 BSON protocol of duo_unix 1.x. The username's
-//! prefix chooses the behaviour (see [`behavior`]); an unsigned control API under `/mock/`
+//! prefix chooses the behaviour (see [`behavior`], and [`fault`] for transport and reply faults
+//! at a chosen stage); an unsigned control API under `/mock/`
 //! scripts outcomes, approves or denies pending pushes, and returns the push and request logs;
 //! `/phone` is a phone simulator page for the demo (see [`phone`]).
 //!
@@ -13,6 +14,7 @@
 pub mod behavior;
 pub mod cert;
 mod control;
+pub mod fault;
 pub mod harness;
 mod legacy;
 pub mod phone;

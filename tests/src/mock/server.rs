@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::Request;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use duo_push_common::secret::Secret;
 
 use crate::mock::cert::{CertError, Pki};
+use crate::mock::fault::{self, FaultIo, FaultSlot, FloodBody, WriteFault};
 use crate::mock::reply::{self, HttpResponse};
 use crate::mock::state::{MockState, RequestRecord, Timing};
 use crate::mock::verify::{RequestParts, SigVersion, Verifier};
@@ -61,11 +62,16 @@ pub struct MockConfig {
     /// Also serve the phone page (and only what it needs) over plain HTTP on this loopback
     /// address; its port is written to `phone-port` in the state dir.
     pub phone_listen: Option<SocketAddr>,
+    /// Serve a server certificate whose validity ended yesterday (`--cert-expired`).
+    pub cert_expired: bool,
+    /// How late the `late` fault answers (see [`crate::mock::fault`]).
+    pub fault_delay: Duration,
 }
 
 impl MockConfig {
     /// Defaults: 127.0.0.1 port 0, SANs `localhost` and `127.0.0.1`, approval at once, pushes
-    /// expire after 60 s, long-polls of 20 s, no state dir, logging on.
+    /// expire after 60 s, long-polls of 20 s, no state dir, logging on, a valid certificate,
+    /// `late` faults 1.5 s late.
     pub fn new(ikey: &str, skey: &str) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -80,6 +86,8 @@ impl MockConfig {
             log_to_stderr: true,
             manual_all: false,
             phone_listen: None,
+            cert_expired: false,
+            fault_delay: Duration::from_millis(1500),
         }
     }
 }
@@ -121,6 +129,8 @@ pub(crate) struct Ctx {
     pub(crate) verifier: Verifier,
     shutdown: watch::Receiver<bool>,
     log_to_stderr: bool,
+    /// How late the `late` fault answers.
+    pub(crate) fault_delay: Duration,
 }
 
 impl Ctx {
@@ -148,7 +158,14 @@ pub(crate) struct Handled {
 pub(crate) enum Reply {
     Now(HttpResponse),
     Hang,
+    /// A response whose bytes are mangled on the way out (see [`crate::mock::fault`]).
+    Faulty(HttpResponse, WriteFault),
+    /// 200 with an endless chunked body ([`FloodBody`]).
+    Flood,
 }
+
+/// What the connection serves: a whole body, or the endless one of the `flood` fault.
+type ServedBody = Either<Full<Bytes>, FloodBody>;
 
 impl Handled {
     /// A reply to a request whose credentials were not checked.
@@ -183,7 +200,12 @@ impl MockServer {
         if let Some(phone) = config.phone_listen.filter(|a| !a.ip().is_loopback()) {
             return Err(MockError::NotLoopback(phone));
         }
-        let pki = Pki::generate(&config.cert_sans).map_err(MockError::Cert)?;
+        let pki = if config.cert_expired {
+            Pki::generate_expired(&config.cert_sans)
+        } else {
+            Pki::generate(&config.cert_sans)
+        }
+        .map_err(MockError::Cert)?;
         let tls = pki.server_config().map_err(MockError::Cert)?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -225,6 +247,7 @@ impl MockServer {
             ),
             shutdown: shutdown_rx.clone(),
             log_to_stderr: config.log_to_stderr,
+            fault_delay: config.fault_delay,
         });
         if let Some(listener) = phone_listener {
             tokio::spawn(phone::serve_http(
@@ -338,20 +361,55 @@ async fn serve_connection(tcp: TcpStream, acceptor: TlsAcceptor, ctx: Arc<Ctx>) 
     let connection = ctx.state.count_handshake();
     let mut shutdown = ctx.shutdown.clone();
     let service_ctx = Arc::clone(&ctx);
+    let slot = fault::new_slot();
+    let service_slot = Arc::clone(&slot);
     let service = service_fn(move |req| {
         let ctx = Arc::clone(&service_ctx);
-        async move { Ok::<_, Infallible>(handle(&ctx, connection, req).await) }
+        let slot = Arc::clone(&service_slot);
+        async move { Ok::<_, Infallible>(handle(&ctx, connection, &slot, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(FaultIo::new(tls, slot)), service);
     tokio::select! {
         _ = conn => {}
         _ = stopped(&mut shutdown) => {}
     }
 }
 
-async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpResponse {
+async fn handle(
+    ctx: &Ctx,
+    connection: u64,
+    slot: &FaultSlot,
+    req: Request<Incoming>,
+) -> Response<ServedBody> {
+    match route(ctx, connection, req).await {
+        Reply::Now(resp) => resp.map(Either::Left),
+        Reply::Faulty(resp, fault) => {
+            fault::arm(slot, fault);
+            resp.map(Either::Left)
+        }
+        Reply::Flood => flood(),
+        Reply::Hang => {
+            ctx.hang().await;
+            reply::json_fail(503, 50301, "Service unavailable (hang released)", None)
+                .map(Either::Left)
+        }
+    }
+}
+
+/// The flood reply: 200, JSON, no length.
+fn flood() -> Response<ServedBody> {
+    let mut resp = Response::new(Either::Right(FloodBody::default()));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Handles one request; a `Hang` is held by the caller after the request was logged.
+async fn route(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_owned();
     let path = parts.uri.path().to_owned();
@@ -359,7 +417,12 @@ async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpRespo
     let body: Bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
-            return reply::json_fail(413, 41301, "Request body too large or unreadable", None);
+            return Reply::Now(reply::json_fail(
+                413,
+                41301,
+                "Request body too large or unreadable",
+                None,
+            ));
         }
     };
 
@@ -367,11 +430,11 @@ async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpRespo
     if is_phone || path.starts_with("/mock/") || path == "/mock" {
         // A web page of another origin must not drive the control API from a browser.
         if let Some(refusal) = phone::cross_origin_refusal(&parts.headers, "https") {
-            return refusal;
+            return Reply::Now(refusal);
         }
     }
     if is_phone {
-        return phone::page(&method, &path);
+        return Reply::Now(phone::page(&method, &path));
     }
     if path.starts_with("/mock/") || path == "/mock" {
         let resp = control::handle(&ctx.state, &method, &path, &body);
@@ -381,7 +444,7 @@ async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpRespo
                 resp.status().as_u16()
             );
         }
-        return resp;
+        return Reply::Now(resp);
     }
 
     let request = RequestParts {
@@ -405,7 +468,8 @@ async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpRespo
     };
 
     let status = match &handled.reply {
-        Reply::Now(resp) => resp.status().as_u16(),
+        Reply::Now(resp) | Reply::Faulty(resp, _) => resp.status().as_u16(),
+        Reply::Flood => 200,
         Reply::Hang => 0,
     };
     if ctx.log_to_stderr {
@@ -427,11 +491,5 @@ async fn handle(ctx: &Ctx, connection: u64, req: Request<Incoming>) -> HttpRespo
         username: handled.username,
         params: handled.param_names,
     });
-    match handled.reply {
-        Reply::Now(resp) => resp,
-        Reply::Hang => {
-            ctx.hang().await;
-            reply::json_fail(503, 50301, "Service unavailable (hang released)", None)
-        }
-    }
+    handled.reply
 }

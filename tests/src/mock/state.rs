@@ -278,14 +278,35 @@ impl MockState {
     /// Creates a push, picks its outcome (script first, then username prefix) and starts the
     /// task that ends it. Returns the txid and a receiver of its state.
     pub fn start_push(self: &Arc<Self>, push: NewPush) -> (String, watch::Receiver<TxState>) {
+        self.start_push_with(push, None)
+    }
+
+    /// Creates a push that ends as `outcome`, whatever the script or the username say (for
+    /// the faults of [`crate::mock::fault`]).
+    pub fn start_push_as(
+        self: &Arc<Self>,
+        push: NewPush,
+        outcome: PushOutcome,
+    ) -> (String, watch::Receiver<TxState>) {
+        self.start_push_with(push, Some(outcome))
+    }
+
+    fn start_push_with(
+        self: &Arc<Self>,
+        push: NewPush,
+        forced: Option<PushOutcome>,
+    ) -> (String, watch::Receiver<TxState>) {
         let txid = new_txid();
         let (tx, rx) = watch::channel(TxState::PUSHED);
         let outcome = {
             let mut inner = self.lock();
-            let scripted = inner
-                .scripts
-                .get_mut(&push.username)
-                .and_then(VecDeque::pop_front);
+            let scripted = match forced {
+                Some(outcome) => Some(outcome),
+                None => inner
+                    .scripts
+                    .get_mut(&push.username)
+                    .and_then(VecDeque::pop_front),
+            };
             let outcome = scripted.unwrap_or_else(|| {
                 if self.manual_all.load(Ordering::Relaxed) {
                     PushOutcome::Manual
@@ -372,6 +393,14 @@ impl MockState {
         } else {
             Err(ResolveError::AlreadyFinal)
         }
+    }
+
+    /// The username of a transaction, if it exists.
+    pub fn username_of(&self, txid: &str) -> Option<String> {
+        self.lock()
+            .txs
+            .get(txid)
+            .map(|tx| tx.record.username.clone())
     }
 
     /// A receiver of a transaction's state, if it exists.

@@ -1,8 +1,14 @@
 //! Auth API v2: ping, check, preauth (with duo_unix 2.x's `text_prompt`), auth, auth_status.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Response;
 use serde_json::{json, Value};
 
-use crate::mock::behavior::{preauth_for, transport_for, PreauthKind, Transport};
+use crate::mock::behavior::{
+    preauth_for, transport_for, PreauthKind, PushOutcome, Transport, HOSTILE_STATUS_MSG,
+};
+use crate::mock::fault::{fault_for, Fault, FaultSpec, Stage, WriteFault};
 use crate::mock::reply::{self, param, pushinfo_map, HttpResponse};
 use crate::mock::server::{Ctx, Handled, Reply};
 use crate::mock::state::{Api, MockState, NewPush, TxResult, TxState};
@@ -98,7 +104,17 @@ pub(crate) async fn handle(ctx: &Ctx, req: &RequestParts<'_>) -> Handled {
         "/auth/v2/check" => Reply::Now(reply::json_ok(
             json!({"time": ctx.verifier.now().unix_timestamp()}),
         )),
-        "/auth/v2/auth_status" => Reply::Now(auth_status(&ctx.state, &verified).await),
+        "/auth/v2/auth_status" => {
+            let spec = param(&verified.params, "txid")
+                .and_then(|txid| ctx.state.username_of(txid))
+                .and_then(|user| fault_for(&user));
+            match spec {
+                Some(spec) if spec.hits(Stage::Status) => {
+                    faulty(ctx, spec, Stage::Status, "", &verified).await
+                }
+                _ => Reply::Now(auth_status(&ctx.state, &verified).await),
+            }
+        }
         path => match username.as_deref() {
             None => Reply::Now(reply::json_fail(
                 400,
@@ -106,13 +122,28 @@ pub(crate) async fn handle(ctx: &Ctx, req: &RequestParts<'_>) -> Handled {
                 "Missing required request parameters",
                 Some("username"),
             )),
-            Some(user) => match transport_for(user) {
-                Transport::Normal if path == "/auth/v2/preauth" => {
-                    Reply::Now(preauth(user, &verified))
+            Some(user) => {
+                let stage = if path == "/auth/v2/preauth" {
+                    Stage::Preauth
+                } else {
+                    Stage::Auth
+                };
+                match fault_for(user) {
+                    Some(spec) if spec.hits(stage) => {
+                        faulty(ctx, spec, stage, user, &verified).await
+                    }
+                    Some(spec) if spec.fault == Fault::OtherTxid && stage == Stage::Auth => {
+                        Reply::Now(decoy_pushes(&ctx.state, user, &verified))
+                    }
+                    _ => match transport_for(user) {
+                        Transport::Normal if stage == Stage::Preauth => {
+                            Reply::Now(preauth(user, &verified))
+                        }
+                        Transport::Normal => Reply::Now(auth(&ctx.state, user, &verified).await),
+                        other => transport_reply(other),
+                    },
                 }
-                Transport::Normal => Reply::Now(auth(&ctx.state, user, &verified).await),
-                other => transport_reply(other),
-            },
+            }
         },
     };
     let mut param_names: Vec<String> = verified.params.iter().map(|(k, _)| k.clone()).collect();
@@ -154,9 +185,158 @@ fn transport_reply(transport: Transport) -> Reply {
     }
 }
 
+/// What an ordinary user would get at `stage` (at `auth`, this makes the push).
+async fn real_reply(ctx: &Ctx, stage: Stage, user: &str, verified: &Verified) -> HttpResponse {
+    match stage {
+        Stage::Preauth => preauth(user, verified),
+        Stage::Auth => auth(&ctx.state, user, verified).await,
+        Stage::Status | Stage::All => auth_status(&ctx.state, verified).await,
+    }
+}
+
+/// The reply of a user whose fault hits this `stage` (see [`crate::mock::fault`]); `user` is
+/// empty at the status stage.
+async fn faulty(
+    ctx: &Ctx,
+    spec: FaultSpec,
+    stage: Stage,
+    user: &str,
+    verified: &Verified,
+) -> Reply {
+    let http_error = |status: u16| {
+        transport_reply(Transport::HttpError {
+            status,
+            retry_after: status == 429,
+        })
+    };
+    match spec.fault {
+        // Refused: nothing happens at Duo.
+        Fault::E500 => return http_error(500),
+        Fault::E503 => return http_error(503),
+        Fault::E429 => return http_error(429),
+        Fault::EarlyAllow => return Reply::Now(early_allow(&ctx.state, user, verified)),
+        // Push A is pending: answer at once rather than after its long-poll.
+        Fault::OtherTxid => return Reply::Now(other_txid_allow(&ctx.state, verified)),
+        Fault::Late => tokio::time::sleep(ctx.fault_delay).await,
+        _ => {}
+    }
+    // The request reached Duo (at `auth`: the push is made); the reply goes wrong.
+    let real = real_reply(ctx, stage, user, verified).await;
+    let allow_msg = TxState::ALLOW.status_msg;
+    match spec.fault {
+        Fault::ResetHead => Reply::Faulty(real, WriteFault::CutHead),
+        Fault::ResetBody => Reply::Faulty(real, WriteFault::CutBody(8)),
+        Fault::DripHead => Reply::Faulty(real, WriteFault::DripAll),
+        Fault::Drip => Reply::Faulty(real, WriteFault::DripBody),
+        Fault::Stall => Reply::Hang,
+        Fault::Huge => Reply::Now(reply::huge_json()),
+        Fault::Flood => Reply::Flood,
+        Fault::Truncated => Reply::Now(truncated(real).await),
+        Fault::NoResult => Reply::Now(reply::json_ok(match stage {
+            Stage::Preauth => {
+                json!({"status_msg": "Account is active", "devices": [push_device()]})
+            }
+            _ => json!({"status": "allow", "status_msg": allow_msg}),
+        })),
+        Fault::UnknownResult => Reply::Now(reply::json_ok(match stage {
+            Stage::Preauth => json!({
+                "result": "maybe",
+                "status_msg": "Account is active",
+                "devices": [push_device()],
+            }),
+            _ => json!({"result": "maybe", "status": "allow", "status_msg": allow_msg}),
+        })),
+        Fault::E500
+        | Fault::E503
+        | Fault::E429
+        | Fault::EarlyAllow
+        | Fault::OtherTxid
+        | Fault::Late => Reply::Now(real),
+    }
+}
+
+/// `othertx`, stage status: `result: allow` for the asked txid A, with a `txid` field naming
+/// the user's approved decoy B (see `decoy_pushes`).
+fn other_txid_allow(state: &MockState, verified: &Verified) -> HttpResponse {
+    let asked = param(&verified.params, "txid").unwrap_or("");
+    let owner = state.username_of(asked);
+    let decoy = state
+        .pushes()
+        .into_iter()
+        .find(|p| {
+            Some(&p.username) == owner.as_ref() && p.txid != asked && p.result == TxResult::Allow
+        })
+        .map(|p| p.txid)
+        .unwrap_or_else(reply::new_txid);
+    reply::json_ok(json!({
+        "result": "allow",
+        "status": "allow",
+        "status_msg": TxState::ALLOW.status_msg,
+        "txid": decoy,
+    }))
+}
+
+/// The same reply with the second half of its body cut off (the length is that of the half).
+async fn truncated(resp: HttpResponse) -> HttpResponse {
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    Response::from_parts(parts, Full::<Bytes>::new(half))
+}
+
+/// The push record for a push request of `username`.
+fn new_push(username: &str, params: &[(String, String)]) -> NewPush {
+    NewPush {
+        username: username.to_owned(),
+        kind: param(params, "type").map(str::to_owned),
+        display_username: param(params, "display_username").map(str::to_owned),
+        pushinfo: param(params, "pushinfo")
+            .map(pushinfo_map)
+            .unwrap_or_default(),
+        device: param(params, "device").unwrap_or("auto").to_owned(),
+        factor: param(params, "factor").unwrap_or("push").to_owned(),
+        api: Api::V2,
+    }
+}
+
+/// `othertx`, stage auth: a decoy push B of the same user approved at once, and the push A
+/// the reply names, which waits (and expires unanswered).
+fn decoy_pushes(
+    state: &std::sync::Arc<MockState>,
+    username: &str,
+    verified: &Verified,
+) -> HttpResponse {
+    let mut decoy = new_push(username, &verified.params);
+    decoy.kind = Some("Decoy (othertx fault)".to_owned());
+    let _ = state.start_push_as(decoy, PushOutcome::Allow(std::time::Duration::ZERO));
+    let (txid, _) = state.start_push_as(new_push(username, &verified.params), PushOutcome::Manual);
+    reply::json_ok(json!({"txid": txid}))
+}
+
+/// `earlyallow`, stage auth: the push is denied at once, but the asynchronous reply claims
+/// `result: allow` next to its txid.
+fn early_allow(
+    state: &std::sync::Arc<MockState>,
+    username: &str,
+    verified: &Verified,
+) -> HttpResponse {
+    let (txid, _) = state.start_push_as(new_push(username, &verified.params), PushOutcome::Deny);
+    reply::json_ok(json!({
+        "txid": txid,
+        "result": "allow",
+        "status": "allow",
+        "status_msg": TxState::ALLOW.status_msg,
+    }))
+}
+
 fn preauth(username: &str, verified: &Verified) -> HttpResponse {
     let mut response = match preauth_for(username) {
         PreauthKind::Lockout => json!({"result": "deny", "status_msg": "Your account is locked"}),
+        PreauthKind::EscapeMessage => json!({"result": "deny", "status_msg": HOSTILE_STATUS_MSG}),
         PreauthKind::Enroll => json!({
             "result": "enroll",
             "status_msg": "Enroll an authentication device to proceed",
@@ -266,17 +446,10 @@ async fn auth(
             if device != "auto" && device != DEVICE_ID {
                 return bad_param("device: unknown device id");
             }
-            let (txid, rx) = state.start_push(NewPush {
-                username: username.to_owned(),
-                kind: param(params, "type").map(str::to_owned),
-                display_username: param(params, "display_username").map(str::to_owned),
-                pushinfo: param(params, "pushinfo")
-                    .map(pushinfo_map)
-                    .unwrap_or_default(),
-                device: device.to_owned(),
-                factor: factor.to_owned(),
-                api: Api::V2,
-            });
+            let mut push = new_push(username, params);
+            push.device = device.to_owned();
+            push.factor = factor.to_owned();
+            let (txid, rx) = state.start_push(push);
             if is_async(params) {
                 reply::json_ok(json!({"txid": txid}))
             } else {
