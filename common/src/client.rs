@@ -87,6 +87,23 @@ pub struct ClientSettings {
     pub user_agent_product: &'static str,
 }
 
+impl ClientSettings {
+    /// The client settings of a loaded configuration's `[duo]` section; `product` names the
+    /// program in the User-Agent (`pam_duo_push`, `duo-proxy-shim`).
+    pub fn from_config(duo: &crate::config::DuoSettings, product: &'static str) -> Self {
+        Self {
+            host: duo.host.authority().to_owned(),
+            ikey: duo.ikey.as_str().to_owned(),
+            skey: duo.skey.clone(),
+            signature_version: duo.signature_version,
+            https_timeout: duo.https_timeout,
+            cafile: duo.cafile.clone(),
+            http_proxy: duo.http_proxy.clone(),
+            user_agent_product: product,
+        }
+    }
+}
+
 /// An HTTPS client for one Duo integration. Create one per login (or per shim run): it keeps
 /// the connection and the measured clock offset.
 #[derive(Debug)]

@@ -206,24 +206,20 @@ pub fn canonicalize(canon: Canon, input: &CanonicalInput<'_>) -> String {
 /// Lowercase hex HMAC of `canonical` under `key`.
 pub fn hmac_hex(alg: HmacAlg, key: &[u8], canonical: &str) -> String {
     match alg {
-        HmacAlg::Sha1 => {
-            // new_from_slice accepts keys of any length for HMAC; the error arm is unreachable
-            // in practice but still never panics.
-            match Hmac::<sha1::Sha1>::new_from_slice(key) {
-                Ok(mut mac) => {
-                    mac.update(canonical.as_bytes());
-                    hex::encode(mac.finalize().into_bytes())
-                }
-                Err(_) => String::new(),
-            }
+        HmacAlg::Sha1 => mac_hex::<Hmac<sha1::Sha1>>(key, canonical),
+        HmacAlg::Sha512 => mac_hex::<Hmac<Sha512>>(key, canonical),
+    }
+}
+
+/// HMAC accepts keys of any length, so the error arm cannot happen; it still never panics, and
+/// an empty signature matches nothing (see [`signature_matches`]).
+fn mac_hex<M: Mac + hmac::digest::KeyInit>(key: &[u8], canonical: &str) -> String {
+    match <M as hmac::digest::KeyInit>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(canonical.as_bytes());
+            hex::encode(mac.finalize().into_bytes())
         }
-        HmacAlg::Sha512 => match Hmac::<Sha512>::new_from_slice(key) {
-            Ok(mut mac) => {
-                mac.update(canonical.as_bytes());
-                hex::encode(mac.finalize().into_bytes())
-            }
-            Err(_) => String::new(),
-        },
+        Err(_) => String::new(),
     }
 }
 

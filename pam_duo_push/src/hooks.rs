@@ -203,16 +203,7 @@ impl Environment for PamEnvironment<'_> {
     }
 
     fn duo_client(&self, config: &Config) -> Result<DuoClient, DuoError> {
-        DuoClient::new(ClientSettings {
-            host: config.duo.host.authority().to_owned(),
-            ikey: config.duo.ikey.as_str().to_owned(),
-            skey: config.duo.skey.clone(),
-            signature_version: config.duo.signature_version,
-            https_timeout: config.duo.https_timeout,
-            cafile: config.duo.cafile.clone(),
-            http_proxy: config.duo.http_proxy.clone(),
-            user_agent_product: USER_AGENT_PRODUCT,
-        })
+        DuoClient::new(ClientSettings::from_config(&config.duo, USER_AGENT_PRODUCT))
     }
 }
 

@@ -327,16 +327,7 @@ impl Shim {
             prompts: duo.prompts,
         };
         let mut ui = StatusChannel::new(target.name.as_str(), io::stderr());
-        let client = DuoClient::new(ClientSettings {
-            host: duo.host.authority().to_owned(),
-            ikey: duo.ikey.as_str().to_owned(),
-            skey: duo.skey.clone(),
-            signature_version: duo.signature_version,
-            https_timeout: duo.https_timeout,
-            cafile: duo.cafile.clone(),
-            http_proxy: duo.http_proxy.clone(),
-            user_agent_product: "duo-proxy-shim",
-        });
+        let client = DuoClient::new(ClientSettings::from_config(duo, crate::USER_AGENT_PRODUCT));
         let verdict = match client {
             Ok(client) => {
                 let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -182,16 +182,7 @@ pub fn run(args: &[OsString]) -> ExitCode {
     }
 
     let duo = &config.duo;
-    let client = DuoClient::new(ClientSettings {
-        host: duo.host.authority().to_owned(),
-        ikey: duo.ikey.as_str().to_owned(),
-        skey: duo.skey.clone(),
-        signature_version: duo.signature_version,
-        https_timeout: duo.https_timeout,
-        cafile: duo.cafile.clone(),
-        http_proxy: duo.http_proxy.clone(),
-        user_agent_product: "duo-proxy-shim",
-    });
+    let client = DuoClient::new(ClientSettings::from_config(duo, crate::USER_AGENT_PRODUCT));
     let duo_result = client.map_err(|e| e.to_string()).and_then(|client| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -18,3 +18,6 @@ pub mod privilege;
 pub mod push;
 pub mod relay;
 pub mod target_ssh;
+
+/// The product name in the User-Agent of requests to Duo.
+pub const USER_AGENT_PRODUCT: &str = "duo-proxy-shim";
