@@ -11,12 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use duo_push_common::signing::SignatureVersion;
-use duo_push_tests::lab::{MockDuo, MockOpts};
+use duo_push_tests::lab::{pam_module, proxy_shim, MockDuo, MockOpts};
 use duo_push_tests::mock::harness::DuoTestClient;
 use serde_json::{json, Value};
 
@@ -32,30 +32,11 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-static BUILD: Once = Once::new();
-
-/// Builds the PAM module and the shim (this package does not depend on them), once.
+/// Brings the PAM module and the shim up to date (this package does not depend on them; see
+/// [`duo_push_tests::lab::build`]).
 fn build_artifacts() {
-    BUILD.call_once(|| {
-        let Some(cargo) = std::env::var_os("CARGO") else {
-            return;
-        };
-        let release = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(|d| d.ends_with("release")))
-            .unwrap_or(false);
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "pam_duo_push", "-p", "proxy_shim"])
-            .current_dir(workspace());
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p pam_duo_push -p proxy_shim failed"
-        );
-    });
+    pam_module();
+    proxy_shim();
 }
 
 /// The browser is required, not optional: a missing one fails the test with the fix.

@@ -23,11 +23,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Once;
 
 use duo_push_common::config::Config;
 use duo_push_tests::lab::{
-    artifact_path, Lab, MockDuo, MockOpts, PamConfDir, PamDriver, SshClient, Sshd, SshdSpec,
+    Lab, MockDuo, MockOpts, PamConfDir, PamDriver, ProxyWorld, SshClient, Sshd, SshdSpec,
 };
 use pam_support::*;
 
@@ -481,29 +480,6 @@ fn hostile_config_files_are_refused_naming_file_and_line_by_load_and_the_module(
 
 const PROXY_NAME: &str = "vault.test";
 
-static BUILD: Once = Once::new();
-
-/// Builds the module and the shim (the tests package does not depend on them).
-fn build_artifacts() {
-    BUILD.call_once(|| {
-        let Some(cargo) = std::env::var_os("CARGO") else {
-            return;
-        };
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let release = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(|d| d.ends_with("release")))
-            .unwrap_or(false);
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "pam_duo_push", "-p", "proxy_shim"])
-            .current_dir(workspace);
-        if release {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "cargo build failed");
-    });
-}
-
 /// mock-duo, a target sshd and a proxy sshd whose ForceCommand is the setgid shim.
 struct Proxy {
     mock: MockDuo,
@@ -514,83 +490,30 @@ struct Proxy {
     work: PathBuf,
 }
 
-fn write_root_file(path: &Path, text: &str, mode: u32, gid: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    chown(path, Some(0), Some(gid)).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
 impl Proxy {
     /// `sshd_extra`: added to the documented proxy sshd_config (e.g. a wider `AcceptEnv`).
     fn start(sshd_extra: &str) -> Proxy {
-        build_artifacts();
         let mock = MockDuo::start(MockOpts::default());
-        let lab = Lab::new();
-        let shim_gid = lab.add_group("duo-push");
-        let alice = lab.add_user("alice", Some("pw-alice"), &["ops"]);
-        let (_key, public) = lab.user_keypair(&alice);
-        lab.authorize_key(&alice, &public);
-        let target = lab.start_sshd(SshdSpec::named("target").config("AcceptEnv *\n"));
-        let work = lab.root().join("files").join("hostile");
+        let world = ProxyWorld::spec()
+            .proxy_name(PROXY_NAME)
+            .user("alice", "pw-alice", &["ops"])
+            .target_sshd(SshdSpec::named("target").config("AcceptEnv *\n"))
+            .send_all_env()
+            .target("web01", "127.0.0.1", "alice")
+            .sshd_config(&format!(
+                "DisableForwarding yes\nPermitUserRC no\nPermitTTY yes\n\
+                 AuthenticationMethods keyboard-interactive\nKbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication no\nPubkeyAuthentication no\n{sshd_extra}"
+            ))
+            .start(&mock);
+        let work = world.lab.root().join("files").join("hostile");
         fs::create_dir_all(&work).unwrap();
         fs::set_permissions(&work, fs::Permissions::from_mode(0o1777)).unwrap();
-
-        let etc = lab.etc_upper().join("duo_push");
-        let ca = fs::read_to_string(mock.ca_pem_path()).unwrap();
-        write_root_file(&etc.join("ca.pem"), &ca, 0o644, 0);
-        write_root_file(
-            &etc.join("known_hosts"),
-            &format!("{}\n", target.known_hosts_line()),
-            0o644,
-            0,
-        );
-        write_root_file(
-            &etc.join("ssh_config"),
-            "Host *\n    BatchMode yes\n    IdentitiesOnly yes\n    IdentityFile ~/.ssh/id_ed25519\n    \
-             PasswordAuthentication no\n    KbdInteractiveAuthentication no\n    SendEnv *\n",
-            0o644,
-            0,
-        );
-        let config = format!(
-            "[duo]\nhost = {host}\nikey = {ikey}\nskey = {skey}\ncafile = /etc/duo_push/ca.pem\n\
-             push_timeout = 20\n[policy]\nforce_mfa = yes\n\
-             [proxy]\nname = {PROXY_NAME}\nssh = /usr/bin/ssh\nssh_config = /etc/duo_push/ssh_config\n\
-             known_hosts = /etc/duo_push/known_hosts\nconnect_timeout = 5\n\
-             [target web01]\nhost = 127.0.0.1\nport = {port}\nallow = alice\n",
-            host = mock.host(),
-            ikey = mock.ikey(),
-            skey = mock.skey(),
-            port = target.port(),
-        );
-        write_root_file(&etc.join("duo_push.conf"), &config, 0o640, shim_gid);
-        let shim = lab.install_copy(
-            &artifact_path("duo-proxy-shim"),
-            "duo-proxy-shim",
-            0o2755,
-            0,
-            shim_gid,
-        );
-        let pam = format!(
-            "auth     requisite  pam_unix.so\n\
-             auth     required   {} conf=/etc/duo_push/duo_push.conf\n\
-             account  required   pam_unix.so\n\
-             session  required   pam_unix.so\n\
-             password requisite  pam_deny.so\n",
-            artifact_path("libpam_duo_push.so").display()
-        );
-        let sshd_config = format!(
-            "ForceCommand {}\nDisableForwarding yes\nPermitUserRC no\nPermitTTY yes\n\
-             AuthenticationMethods keyboard-interactive\nKbdInteractiveAuthentication yes\n\
-             PasswordAuthentication no\nPubkeyAuthentication no\n{sshd_extra}",
-            shim.display()
-        );
-        let proxy = lab.start_sshd(SshdSpec::named("proxy").pam(&pam).config(&sshd_config));
         Proxy {
             mock,
-            lab,
-            target,
-            proxy,
+            lab: world.lab,
+            target: world.target,
+            proxy: world.proxy,
             work,
         }
     }

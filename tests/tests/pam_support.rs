@@ -3,11 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Once;
-use std::time::SystemTime;
 
-use duo_push_tests::lab::{artifact_path, Lab, MockDuo, PamConfDir, PamDriver, PamRun};
+use duo_push_tests::lab::{pam_module, Lab, MockDuo, PamConfDir, PamDriver, PamRun};
 use serde_json::Value;
 
 /// The PAM client address every pam-driver test uses.
@@ -15,73 +12,10 @@ pub const RHOST: &str = "192.0.2.10";
 /// `[proxy] name` of the test configs.
 pub const PROXY: &str = "vault.test";
 
-static BUILD: Once = Once::new();
-
-/// Newest modification time of the files under `dir` (recursively).
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok()
-        };
-        newest = newest.max(time);
-    }
-    newest
-}
-
-/// The absolute path of an up-to-date `libpam_duo_push.so`.
-///
-/// The tests package does not depend on the module crate, so `cargo test -p duo_push_tests`
-/// alone would not rebuild it. When the library is missing or older than a source file of
-/// `pam_duo_push` or `common`, build it here (once per test binary), for the profile the
-/// tests were built with. (Not unconditionally: `cargo build -p pam_duo_push` resolves
-/// features differently from a workspace build and would relink the library every time.)
+/// The absolute path of an up-to-date `libpam_duo_push.so` (built first if a source of
+/// `pam_duo_push` or `common` is newer: see [`duo_push_tests::lab::build`]).
 pub fn module_path() -> PathBuf {
-    BUILD.call_once(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace dir")
-            .to_path_buf();
-        let release = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(|d| d.ends_with("release")))
-            .unwrap_or(false);
-        let built = workspace
-            .join("target")
-            .join(if release { "release" } else { "debug" })
-            .join("libpam_duo_push.so");
-        let built_at = std::fs::metadata(&built).and_then(|m| m.modified()).ok();
-        let sources = ["pam_duo_push/src", "common/src"]
-            .iter()
-            .filter_map(|d| newest_mtime(&workspace.join(d)))
-            .chain(
-                ["pam_duo_push/Cargo.toml", "common/Cargo.toml"]
-                    .iter()
-                    .filter_map(|f| std::fs::metadata(workspace.join(f)).ok()?.modified().ok()),
-            )
-            .max();
-        if built_at.is_some() && built_at >= sources {
-            return;
-        }
-        let Some(cargo) = std::env::var_os("CARGO") else {
-            // Not run by cargo: use what is there (artifact_path panics if it is missing).
-            return;
-        };
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "pam_duo_push"])
-            .current_dir(&workspace);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build -p pam_duo_push");
-        assert!(status.success(), "cargo build -p pam_duo_push failed");
-    });
-    let path = artifact_path("libpam_duo_push.so");
-    assert!(path.is_absolute(), "{}", path.display());
-    path
+    pam_module()
 }
 
 /// A `[duo]` section pointing at `mock`, plus `extra` lines.

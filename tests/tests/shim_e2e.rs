@@ -6,47 +6,17 @@
 use std::fs;
 use std::io::Read;
 use std::net::TcpStream;
-use std::os::unix::fs::{chown, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use duo_push_tests::lab::{artifact_path, Lab, MockDuo, MockOpts, SshClient, Sshd, SshdSpec, User};
+use duo_push_tests::lab::{
+    Lab, MockDuo, MockOpts, ProxyWorld, SshClient, Sshd, SshdSpec, User, PROXY_SSHD_HARDENING,
+};
 use serde_json::Value;
 
 const PROXY_NAME: &str = "vault.test";
-
-static BUILD: Once = Once::new();
-
-/// Builds the PAM module and the shim (the tests package does not depend on them), once per
-/// test binary, for the profile the tests were built with.
-fn build_artifacts() {
-    BUILD.call_once(|| {
-        let Some(cargo) = std::env::var_os("CARGO") else {
-            return;
-        };
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace dir")
-            .to_path_buf();
-        let release = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(|d| d.ends_with("release")))
-            .unwrap_or(false);
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "pam_duo_push", "-p", "proxy_shim"])
-            .current_dir(workspace);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p pam_duo_push -p proxy_shim failed"
-        );
-    });
-}
 
 /// What a test may change in the standard setup.
 #[derive(Default)]
@@ -68,106 +38,32 @@ fn password_of(user: &str) -> String {
     format!("pw-{user}")
 }
 
-fn write_root_file(path: &Path, text: &str, mode: u32, gid: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    chown(path, Some(0), Some(gid)).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// The documented sshd_config of the proxy (docs/sshd_config.md), with the lab's shim path.
-/// `AcceptEnv` is widened here on purpose: the environment test must be able to try.
-fn proxy_sshd_config(shim: &Path) -> String {
-    format!(
-        "ForceCommand {}\n\
-         DisableForwarding yes\n\
-         AllowTcpForwarding no\n\
-         AllowStreamLocalForwarding no\n\
-         AllowAgentForwarding no\n\
-         X11Forwarding no\n\
-         PermitTunnel no\n\
-         PermitUserRC no\n\
-         PermitUserEnvironment no\n\
-         PermitTTY yes\n\
-         AuthenticationMethods keyboard-interactive\n\
-         KbdInteractiveAuthentication yes\n\
-         PasswordAuthentication no\n\
-         PubkeyAuthentication no\n\
-         AcceptEnv LANG LC_* LD_PRELOAD http_proxy HTTPS_PROXY\n",
-        shim.display()
-    )
-}
-
 impl System {
     fn start(opts: Options) -> System {
-        build_artifacts();
         let mock = MockDuo::start(MockOpts::default());
-        let lab = Lab::new();
-        let shim_gid = lab.add_group("duo-push");
-        lab.add_group("dba");
+        let mut spec = ProxyWorld::spec()
+            .proxy_name(PROXY_NAME)
+            .push_timeout(opts.push_timeout.unwrap_or(20))
+            .group("dba");
         for name in ["alice", "denyuser", "manualcarol"] {
-            let user = lab.add_user(name, Some(&password_of(name)), &["ops"]);
-            let (_key, public) = lab.user_keypair(&user);
-            lab.authorize_key(&user, &public);
+            spec = spec.user(name, &password_of(name), &["ops"]);
         }
-        let target = lab.start_sshd(SshdSpec::named("target").config("AcceptEnv *\n"));
-
-        let etc = lab.etc_upper().join("duo_push");
-        let ca = fs::read_to_string(mock.ca_pem_path()).unwrap();
-        write_root_file(&etc.join("ca.pem"), &ca, 0o644, 0);
-        write_root_file(
-            &etc.join("known_hosts"),
-            &format!("{}\n", target.known_hosts_line()),
-            0o644,
-            0,
-        );
-        write_root_file(
-            &etc.join("ssh_config"),
-            "Host *\n    BatchMode yes\n    IdentitiesOnly yes\n    IdentityFile ~/.ssh/id_ed25519\n    \
-             PasswordAuthentication no\n    KbdInteractiveAuthentication no\n    SendEnv *\n",
-            0o644,
-            0,
-        );
-        let config = format!(
-            "[duo]\nhost = {host}\nikey = {ikey}\nskey = {skey}\ncafile = /etc/duo_push/ca.pem\n\
-             push_timeout = {push_timeout}\n\
-             [policy]\nforce_mfa = yes\n\
-             [proxy]\nname = {PROXY_NAME}\nssh = /usr/bin/ssh\nssh_config = /etc/duo_push/ssh_config\n\
-             known_hosts = /etc/duo_push/known_hosts\nconnect_timeout = 5\n\
-             [target web01]\nhost = 127.0.0.1\nport = {port}\nallow = alice denyuser manualcarol\n\
-             [target db01]\nhost = localhost\nport = {port}\nallow = @dba\n",
-            host = mock.host(),
-            ikey = mock.ikey(),
-            skey = mock.skey(),
-            push_timeout = opts.push_timeout.unwrap_or(20),
-            port = target.port(),
-        );
-        write_root_file(&etc.join("duo_push.conf"), &config, 0o640, shim_gid);
-
-        let shim_src = artifact_path("duo-proxy-shim");
-        let shim = lab.install_copy(&shim_src, "duo-proxy-shim", 0o2755, 0, shim_gid);
-        let module = artifact_path("libpam_duo_push.so");
-        let pam = format!(
-            "auth     requisite  pam_unix.so\n\
-             auth     required   {} conf=/etc/duo_push/duo_push.conf\n\
-             account  required   pam_nologin.so\n\
-             account  required   pam_unix.so\n\
-             session  required   pam_unix.so\n\
-             session  required   pam_limits.so\n\
-             password requisite  pam_deny.so\n",
-            module.display()
-        );
-        let proxy = lab.start_sshd(
-            SshdSpec::named("proxy")
-                .pam(&pam)
-                .config(&proxy_sshd_config(&shim)),
-        );
+        // `AcceptEnv` is widened on purpose: the environment test must be able to try.
+        let world = spec
+            .target_sshd(SshdSpec::named("target").config("AcceptEnv *\n"))
+            .send_all_env()
+            .target("web01", "127.0.0.1", "alice denyuser manualcarol")
+            .target("db01", "localhost", "@dba")
+            .sshd_config(&format!(
+                "{PROXY_SSHD_HARDENING}AcceptEnv LANG LC_* LD_PRELOAD http_proxy HTTPS_PROXY\n"
+            ))
+            .start(&mock);
         System {
             mock,
-            lab,
-            target,
-            proxy,
-            shim_gid,
+            lab: world.lab,
+            target: world.target,
+            proxy: world.proxy,
+            shim_gid: world.shim_gid,
         }
     }
 

@@ -19,7 +19,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -27,7 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use duo_push_common::audit::sanitize_for_terminal;
-use duo_push_tests::lab::{artifact_path, Lab, MockDuo, MockOpts, SshClient, Sshd, SshdSpec};
+use duo_push_tests::lab::{
+    artifact_path, Lab, MockDuo, MockOpts, ProxyWorld, SshClient, Sshd, SshdSpec,
+};
 use serde_json::{json, Value};
 
 const HELP: &str = "\
@@ -205,16 +206,6 @@ struct Demo {
     control: Control,
 }
 
-fn write_root_file(path: &Path, text: &str, mode: u32, gid: u32) -> Result<(), DemoError> {
-    let ctx = path.display().to_string();
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(&ctx, e))?;
-    }
-    std::fs::write(path, text).map_err(|e| fail(&ctx, e))?;
-    chown(path, Some(0), Some(gid)).map_err(|e| fail(&ctx, e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| fail(&ctx, e))
-}
-
 /// Waits up to 10 s for mock-duo's `phone-port` file (written before `port`, so it is
 /// normally there already).
 fn read_phone_port(state_dir: &Path) -> Result<u16, DemoError> {
@@ -235,28 +226,6 @@ fn read_phone_port(state_dir: &Path) -> Result<u16, DemoError> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The proxy's sshd_config (as docs/sshd_config.md documents it), with the lab's shim.
-fn proxy_sshd_config(shim: &Path) -> String {
-    format!(
-        "ForceCommand {}\n\
-         DisableForwarding yes\n\
-         AllowTcpForwarding no\n\
-         AllowStreamLocalForwarding no\n\
-         AllowAgentForwarding no\n\
-         X11Forwarding no\n\
-         PermitTunnel no\n\
-         PermitUserRC no\n\
-         PermitUserEnvironment no\n\
-         PermitTTY yes\n\
-         AuthenticationMethods keyboard-interactive\n\
-         KbdInteractiveAuthentication yes\n\
-         PasswordAuthentication no\n\
-         PubkeyAuthentication no\n\
-         AcceptEnv LANG LC_*\n",
-        shim.display()
-    )
 }
 
 impl Demo {
@@ -282,61 +251,21 @@ impl Demo {
         let phone_port = read_phone_port(state_dir)?;
         let control = Control::new(&ca_path, mock.port(), phone_port)?;
 
-        let lab = Lab::new();
-        let shim_gid = lab.add_group("duo-push");
-        let user = lab.add_user(USER, Some(PASSWORD), &[]);
-        let (_key, public) = lab.user_keypair(&user);
-        lab.authorize_key(&user, &public);
-        let target = lab.start_sshd(SshdSpec::named(TARGET));
-
-        let etc = lab.etc_upper().join("duo_push");
-        let ca = std::fs::read_to_string(&ca_path).map_err(|e| fail("mock-duo CA", e))?;
-        write_root_file(&etc.join("ca.pem"), &ca, 0o644, 0)?;
-        write_root_file(
-            &etc.join("known_hosts"),
-            &format!("{}\n", target.known_hosts_line()),
-            0o644,
-            0,
-        )?;
-        write_root_file(
-            &etc.join("ssh_config"),
-            "Host *\n    BatchMode yes\n    IdentitiesOnly yes\n    IdentityFile ~/.ssh/id_ed25519\n    \
-             PasswordAuthentication no\n    KbdInteractiveAuthentication no\n",
-            0o644,
-            0,
-        )?;
-        let config = format!(
-            "# duo-demo: mock-duo stands in for Duo\n\
-             [duo]\nhost = {host}\nikey = {ikey}\nskey = {skey}\ncafile = /etc/duo_push/ca.pem\n\
-             push_timeout = {PUSH_TIMEOUT_SECS}\n\
-             [policy]\nforce_mfa = yes\n\
-             [proxy]\nname = {PROXY_NAME}\nssh = /usr/bin/ssh\nssh_config = /etc/duo_push/ssh_config\n\
-             known_hosts = /etc/duo_push/known_hosts\nconnect_timeout = 5\n\
-             [target {TARGET}]\nhost = 127.0.0.1\nport = {port}\nallow = {USER}\n",
-            host = mock.host(),
-            ikey = mock.ikey(),
-            skey = mock.skey(),
-            port = target.port(),
-        );
-        write_root_file(&etc.join("duo_push.conf"), &config, 0o640, shim_gid)?;
-
-        let shim = lab.install_copy(&shim_src, "duo-proxy-shim", 0o2755, 0, shim_gid);
-        let pam = format!(
-            "# duo-demo: the password, then a Duo Push\n\
-             auth     requisite  pam_unix.so\n\
-             auth     required   {} conf=/etc/duo_push/duo_push.conf\n\
-             account  required   pam_nologin.so\n\
-             account  required   pam_unix.so\n\
-             session  required   pam_unix.so\n\
-             session  required   pam_limits.so\n\
-             password requisite  pam_deny.so\n",
-            module.display()
-        );
-        let proxy = lab.start_sshd(
-            SshdSpec::named("proxy")
-                .pam(&pam)
-                .config(&proxy_sshd_config(&shim)),
-        );
+        // The documented proxy: sshd_config of docs/sshd_config.md, the password then a push.
+        let world = ProxyWorld::spec()
+            .proxy_name(PROXY_NAME)
+            .push_timeout(PUSH_TIMEOUT_SECS)
+            .user(USER, PASSWORD, &[])
+            .target_sshd(SshdSpec::named(TARGET))
+            .target(TARGET, "127.0.0.1", USER)
+            .config_comment("duo-demo: mock-duo stands in for Duo")
+            .pam_comment("duo-demo: the password, then a Duo Push")
+            .module(&module)
+            .shim(&shim_src)
+            .start(&mock);
+        let ProxyWorld {
+            lab, target, proxy, ..
+        } = world;
         // One known_hosts file for every command the demo prints: the proxy, the target by
         // address (ssh -p) and by name (the ProxyCommand form).
         let known_hosts = lab.write_file(

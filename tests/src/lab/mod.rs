@@ -24,6 +24,11 @@
 //! * [`PamDriver`] runs the `pam-driver` binary (libpam's `pam_start_confdir()`), with a
 //!   [`PamConfDir`] holding the PAM stack under test, optionally inside the lab's namespace so
 //!   that lab users exist for PAM.
+//! * [`build`] ([`pam_module`], [`proxy_shim`]) returns the PAM module and the shim, rebuilt
+//!   first when a source is newer (this package does not depend on their crates).
+//! * [`ProxyWorld`] sets up the whole proxy: a target sshd, and a proxy sshd with the password
+//!   and `pam_duo_push.so` in its PAM stack, `ForceCommand` a setgid copy of the shim and
+//!   `/etc/duo_push/duo_push.conf` naming the target (the knobs are on [`ProxyWorldSpec`]).
 //!
 //! All of it needs root (as the test command `sudo ./scripts/test` provides).
 //!
@@ -96,20 +101,24 @@
     reason = "test-support code: a lab that cannot be set up must stop the test with a clear message"
 )]
 
+pub mod build;
 mod client;
 mod mock;
 mod namespace;
 mod pam;
 mod paths;
 mod process;
+mod proxy;
 mod sshd;
 mod syslog;
 mod users;
 
+pub use build::{fresh_artifact, pam_module, proxy_shim, Artifact};
 pub use client::{SshClient, SshRun, SshSession};
 pub use mock::{MockDuo, MockOpts, TEST_IKEY, TEST_SKEY};
 pub use pam::{pam_driver, PamChild, PamConfDir, PamDriver, PamHook, PamRun};
 pub use paths::{artifact_path, TempDir};
+pub use proxy::{proxy_pam_stack, ProxyWorld, ProxyWorldSpec, PROXY_SSHD_HARDENING};
 pub use sshd::{EtcFile, Sshd, SshdSpec, DEFAULT_PAM_SSHD};
 pub use syslog::{syslog_priority, SyslogCatcher, LOG_AUTHPRIV};
 pub use users::{Lab, User};

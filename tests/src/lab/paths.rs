@@ -15,7 +15,7 @@ pub(crate) fn workspace_dir() -> PathBuf {
 /// The directory holding the workspace's built binaries and libraries: the directory of the
 /// running test executable's parent (`target/debug/deps/x` -> `target/debug`) when that holds
 /// build output, otherwise `<workspace>/target/debug`.
-fn build_dir() -> PathBuf {
+pub(crate) fn build_dir() -> PathBuf {
     if let Ok(exe) = std::env::current_exe() {
         if let Some(deps) = exe.parent() {
             let dir = if deps.file_name().is_some_and(|n| n == "deps") {

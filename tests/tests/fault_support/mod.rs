@@ -21,11 +21,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use duo_push_tests::lab::{artifact_path, EtcFile, Lab, MockDuo, MockOpts, PamConfDir, User};
+use duo_push_tests::lab::{proxy_shim, EtcFile, Lab, MockDuo, MockOpts, PamConfDir, User};
 use duo_push_tests::mock::cert::Pki;
 
 pub use pam_support::{PROXY, RHOST};
@@ -175,61 +175,10 @@ pub struct World {
     users: Mutex<Vec<String>>,
 }
 
-static BUILD_SHIM: Once = Once::new();
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let time = if path.is_dir() {
-            newest_mtime(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok()
-        };
-        newest = newest.max(time);
-    }
-    newest
-}
-
-/// The shim binary, rebuilt first if a source of `proxy_shim` or `common` is newer (the tests
-/// package does not depend on it, so `cargo test -p duo_push_tests` alone would not).
+/// The shim binary, rebuilt first if a source of `proxy_shim` or `common` is newer (see
+/// [`duo_push_tests::lab::build`]).
 pub fn shim_binary() -> PathBuf {
-    BUILD_SHIM.call_once(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace")
-            .to_path_buf();
-        let release = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(|d| d.ends_with("release")))
-            .unwrap_or(false);
-        let built = workspace
-            .join("target")
-            .join(if release { "release" } else { "debug" })
-            .join("duo-proxy-shim");
-        let built_at = std::fs::metadata(&built).and_then(|m| m.modified()).ok();
-        let sources = ["proxy_shim/src", "common/src"]
-            .iter()
-            .filter_map(|d| newest_mtime(&workspace.join(d)))
-            .max();
-        if built_at.is_some() && built_at >= sources {
-            return;
-        }
-        let Some(cargo) = std::env::var_os("CARGO") else {
-            return;
-        };
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "proxy_shim"])
-            .current_dir(&workspace);
-        if release {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("cargo build").success(),
-            "cargo build -p proxy_shim failed"
-        );
-    });
-    artifact_path("duo-proxy-shim")
+    proxy_shim()
 }
 
 /// The PAM module, rebuilt first if stale.
