@@ -710,7 +710,10 @@ fn parse_envelope(status: StatusCode, body: &[u8]) -> Result<Map<String, Value>,
         let (code, message) = fail_fields(json.as_ref());
         return Err(DuoError::Unauthorized { code, message });
     }
-    if !status.is_success() {
+    // Duo answers every success with 200; any other status, 2xx included, is not a reply this
+    // client can trust (found by the duo_replies fuzz target: a 201 with an OK envelope used
+    // to be read as a normal answer).
+    if status != StatusCode::OK {
         let (code, message) = fail_fields(json.as_ref());
         return Err(DuoError::Http {
             status: status.as_u16(),
@@ -971,6 +974,22 @@ mod tests {
         );
         let err = parse_envelope(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
         assert!(matches!(err, Err(DuoError::Http { status: 502, .. })));
+    }
+
+    #[test]
+    fn only_http_200_carries_a_reply() {
+        let body = br#"{"stat":"OK","response":{"result":"allow"}}"#;
+        assert!(parse_envelope(StatusCode::OK, body).is_ok());
+        for status in [
+            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
+            StatusCode::NO_CONTENT,
+        ] {
+            assert!(
+                matches!(parse_envelope(status, body), Err(DuoError::Http { .. })),
+                "{status}"
+            );
+        }
     }
 
     #[test]
